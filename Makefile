@@ -1,0 +1,39 @@
+# qtrain: `make run` trains the default experiment, `make test` runs the suite.
+# Both create .venv and install the project into it on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: install run test lint format clean mlflow-ui
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install -e ".[dev]"
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+run: $(INSTALLED)  ## train the default experiment (make run ARGS="model=resnet dataset.image_size=32")
+	$(PY) -m qtrain $(ARGS)
+
+test: $(INSTALLED)
+	$(PY) -m pytest
+
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check qtrain tests
+	$(VENV)/bin/ruff format --check qtrain tests
+
+format: $(INSTALLED)
+	$(VENV)/bin/ruff check --fix qtrain tests
+	$(VENV)/bin/ruff format qtrain tests
+
+mlflow-ui: $(INSTALLED)  ## browse runs at http://127.0.0.1:5000
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+clean:  ## remove run outputs and caches (not .venv, not data/)
+	rm -rf outputs multirun .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -not -path "./$(VENV)/*" -exec rm -rf {} +

@@ -1,0 +1,44 @@
+"""`python -m qtrain`: the Hydra entry point; returns the objective to sweepers."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from qtrain.engine.fit import TrainingInterrupted
+from qtrain.errors import ConfigError
+
+log = logging.getLogger("qtrain")
+
+
+def objective(metrics: dict[str, float], name: str) -> float:
+    if name not in metrics:
+        raise ConfigError("objective", name, f"not a metric of this run; it produced {', '.join(sorted(metrics))}")
+    return metrics[name]
+
+
+@hydra.main(config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    from qtrain.run import run  # torch and friends load after Hydra has parsed the CLI (fast --help)
+
+    hydra_cfg = HydraConfig.get()
+    try:
+        return objective(run(cfg, Path(hydra_cfg.runtime.output_dir)), cfg.objective)
+    except TrainingInterrupted as stop:
+        log.warning("%s", stop)
+        sys.exit(128 + stop.signum)
+    except ConfigError as error:
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            raise  # the sweeper records this job as failed and goes on
+        log.error("%s", error)  # one line on the console and in the run's log file
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Checks of the composed config that YAML types cannot express, before anything runs."""
+
+from __future__ import annotations
+
+import numbers
+
+from omegaconf import DictConfig, OmegaConf
+
+from qtrain.errors import ConfigError
+
+
+def _positive_int(key: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(key, value, "must be a positive integer")
+
+
+def _positive_number(key: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value <= 0:
+        raise ConfigError(key, value, "must be a number > 0")
+
+
+def _fraction(key: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
+        raise ConfigError(key, value, "must be a fraction strictly between 0 and 1")
+
+
+def _optional(check, key: str, value) -> None:
+    if value is not None:
+        check(key, value)
+
+
+def check_config(cfg: DictConfig) -> None:
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(missing[0], "???", f"is required; set it on the command line, e.g. {missing[0]}=...")
+    if not isinstance(cfg.stages, DictConfig) or not cfg.stages:
+        raise ConfigError("stages", cfg.stages, "needs at least one stage, e.g. stages=single")
+    for name, stage in cfg.stages.items():
+        _positive_int(f"stages.{name}.epochs", stage.epochs)
+        _positive_number(f"stages.{name}.lr", stage.lr)
+        _optional(_positive_int, f"stages.{name}.patience", stage.get("patience"))
+    _positive_number("optimizer.lr", cfg.optimizer.lr)
+    _positive_int("dataset.batch_size", cfg.dataset.batch_size)
+    _positive_int("dataset.image_size", cfg.dataset.image_size)
+    _fraction("dataset.val_fraction", cfg.dataset.val_fraction)
+    _optional(_fraction, "dataset.test_fraction", cfg.dataset.get("test_fraction"))
+    trainer = cfg.trainer
+    _positive_int("trainer.accumulate_batches", trainer.accumulate_batches)
+    _optional(_positive_number, "trainer.grad_clip_norm", trainer.grad_clip_norm)
+    for key in ("limit_epochs", "limit_train_batches", "limit_eval_batches"):
+        _optional(_positive_int, f"trainer.{key}", trainer[key])
+    if not 0 <= trainer.label_smoothing < 1:
+        raise ConfigError("trainer.label_smoothing", trainer.label_smoothing, "must be in [0, 1)")
+    if trainer.monitor_mode not in ("max", "min"):
+        raise ConfigError("trainer.monitor_mode", trainer.monitor_mode, "use max or min")
+    if not cfg.train and not cfg.ckpt_path:
+        raise ConfigError("ckpt_path", None, "train=false evaluates a checkpoint: give ckpt_path=<run>/checkpoints/best.pt")

@@ -1,0 +1,265 @@
+"""Training in stages: epochs, validation, early stopping, checkpoints, history.
+
+The `Trainer` owns what a checkpoint must restore (`TrainState`); `loop.py` owns one
+epoch. A stage builds a fresh optimizer and scheduler; a checkpoint taken anywhere,
+even mid-epoch on Ctrl-C, resumes to the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from qtrain.engine.checkpoint import prune_epoch_checkpoints, restore_rng_states, rng_states, save_checkpoint
+from qtrain.engine.interrupt import StopRequest
+from qtrain.engine.loop import EpochProgress, StepOptions, evaluate, train_epoch
+from qtrain.errors import ConfigError
+from qtrain.tracking.console import epoch_bar
+
+log = logging.getLogger("qtrain")
+
+EVAL_METRICS = ("val/loss", "val/acc")
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on a signal after writing `checkpoint`."""
+
+    def __init__(self, signum: int, checkpoint: Path):
+        super().__init__(f"stopped by signal {signum}; resume with ckpt_path={checkpoint}")
+        self.signum, self.checkpoint = signum, checkpoint
+
+
+@dataclass
+class TrainState:
+    """Where training stands; everything here goes into every checkpoint."""
+
+    stage_index: int = 0
+    epoch: int = 0  # epochs completed in the current stage
+    global_step: int = 0
+    best: float | None = None  # best monitored value of the run (best.pt)
+    best_stage_index: int | None = None
+    stage_best: float | None = None
+    bad_epochs: int = 0
+    stage_seconds: float = 0.0
+    partial: dict | None = None  # EpochProgress of an epoch interrupted midway
+    history: list[dict] = field(default_factory=list)
+    stages: list[dict] = field(default_factory=list)  # finished stages
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: nn.Module,
+        data,
+        optimizer,
+        scheduler,
+        stages: DictConfig,
+        settings: DictConfig,
+        device: torch.device,
+        autocast,
+        scaler: torch.amp.GradScaler,
+        run_dir: Path,
+        config: DictConfig,
+        compiled: nn.Module | None = None,
+    ):
+        if settings.monitor not in EVAL_METRICS:
+            raise ConfigError("trainer.monitor", settings.monitor, f"use one of {', '.join(EVAL_METRICS)}")
+        self.model, self.forward_model = model, compiled or model
+        self.data, self.stages, self.settings = data, stages, settings
+        self.make_optimizer, self.make_scheduler = optimizer, scheduler
+        self.device, self.run_dir, self.config = device, run_dir, config
+        self.checkpoints = run_dir / "checkpoints"
+        self.state = TrainState()
+        self.resume_from: dict | None = None
+        self.options = StepOptions(
+            criterion=nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing),
+            device=device,
+            autocast=autocast,
+            scaler=scaler,
+            accumulate=settings.accumulate_batches,
+            grad_clip_norm=settings.grad_clip_norm,
+        )
+
+    # -- checkpoints -------------------------------------------------------------
+
+    def restore(self, checkpoint: dict, path: str, weights_only: bool) -> None:
+        """Load a checkpoint's weights; unless `weights_only`, also where training stood
+        (the optimizer and scheduler are restored when their stage starts)."""
+        try:
+            self.model.load_state_dict(checkpoint["model"])
+        except RuntimeError as error:
+            saved = checkpoint["config"]["model"]["_target_"]
+            first_line = str(error).splitlines()[0]
+            raise ConfigError("ckpt_path", path, f"its weights do not fit this model (saved from {saved}): {first_line}") from None
+        self.state = TrainState(**checkpoint["state"])
+        if not weights_only:
+            self.resume_from = checkpoint
+            restore_rng_states(checkpoint["rng"])
+
+    def _save(self, name: str, optimizer, scheduler, optimizer_stage: int) -> Path:
+        path = self.checkpoints / name
+        save_checkpoint(
+            {
+                "model": self.model.state_dict(),
+                "optimizer_stage": optimizer_stage,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": self.options.scaler.state_dict(),
+                "state": asdict(self.state),
+                "rng": rng_states(),
+                "config": OmegaConf.to_container(self.config, resolve=True),
+            },
+            path,
+        )
+        return path
+
+    # -- stages ------------------------------------------------------------------
+
+    def fit(self) -> None:
+        with StopRequest() as stop:
+            for index, (name, stage) in enumerate(self.stages.items()):
+                if index >= self.state.stage_index:
+                    self._run_stage(index, name, stage, stop)
+
+    def _epochs(self, stage: DictConfig) -> int:
+        limit = self.settings.limit_epochs
+        return stage.epochs if limit is None else min(stage.epochs, limit)
+
+    def _run_stage(self, index: int, name: str, stage: DictConfig, stop: StopRequest) -> None:
+        epochs = self._epochs(stage)
+        batches_per_epoch = len(self.data.train_batches(0, limit=self.settings.limit_train_batches))
+        steps_per_epoch = math.ceil(batches_per_epoch / self.settings.accumulate_batches)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = self.make_optimizer(params, lr=stage.lr)
+        scheduler = self.make_scheduler(optimizer, total_steps=epochs * steps_per_epoch, steps_per_epoch=steps_per_epoch)
+        self.options.step_scheduler = not isinstance(scheduler, ReduceLROnPlateau)
+        if self.resume_from is not None and self.resume_from["optimizer_stage"] == index:
+            optimizer.load_state_dict(self.resume_from["optimizer"])
+            scheduler.load_state_dict(self.resume_from["scheduler"])
+            self.options.scaler.load_state_dict(self.resume_from["scaler"])
+            self.resume_from = None
+        else:
+            self.state.stage_index, self.state.epoch, self.state.bad_epochs = index, 0, 0
+            self.state.stage_best, self.state.stage_seconds, self.state.partial = None, 0.0, None
+        log.info("stage %s: %d epochs, lr %.2g, %d steps per epoch", name, epochs, stage.lr, steps_per_epoch)
+        while self.state.epoch < epochs and not self._stop_early(stage):
+            self._run_epoch(name, epochs, optimizer, scheduler, stop)
+        self.state.stages.append(
+            {"name": name, "epochs": self.state.epoch, "best": self.state.stage_best, "wall_time_s": self.state.stage_seconds}
+        )
+        self.state.stage_index = index + 1
+        if self.state.best_stage_index == index:  # leave the stage with its best weights
+            self.model.load_state_dict(torch.load(self.checkpoints / "best.pt", weights_only=True)["model"])
+        self._save("last.pt", optimizer, scheduler, index)
+
+    def _stop_early(self, stage: DictConfig) -> bool:
+        patience = stage.get("patience")
+        if patience is not None and self.state.bad_epochs >= patience:
+            log.info("early stop: %s did not improve for %d epochs", self.settings.monitor, patience)
+            return True
+        return False
+
+    def _run_epoch(self, stage_name: str, epochs: int, optimizer, scheduler, stop: StopRequest) -> None:
+        state, settings = self.state, self.settings
+        progress = EpochProgress(**state.partial) if state.partial else EpochProgress()
+        epoch_key = state.stage_index * 100_000 + state.epoch  # a fresh data order per stage and epoch
+        batches = self.data.train_batches(epoch_key, skip=progress.batches, limit=settings.limit_train_batches)
+        started = time.perf_counter()
+
+        def count_step():
+            state.global_step += 1
+
+        self.options.on_step = count_step
+        description = f"{stage_name} {state.epoch + 1}/{epochs}"
+        with epoch_bar(description, progress.batches + len(batches), settings.progress) as bar:
+            finished = train_epoch(
+                self.forward_model,
+                batches,
+                optimizer,
+                scheduler,
+                self.options,
+                progress,
+                stop,
+                report=lambda p: bar(p.batches, _bar_text(p)),
+            )
+        if finished:
+            metrics, _, _ = evaluate(self.forward_model, self.data.eval_batches("val", settings.limit_eval_batches), self.options, "val")
+        state.stage_seconds += time.perf_counter() - started
+        if not finished or stop.requested:
+            state.partial = asdict(progress)
+            path = self._save("last.pt", optimizer, scheduler, state.stage_index)
+            raise TrainingInterrupted(stop.requested, path)
+        self._end_epoch(stage_name, progress, metrics, optimizer, scheduler)
+
+    def _end_epoch(self, stage_name: str, progress: EpochProgress, metrics: dict, optimizer, scheduler) -> None:
+        state, settings = self.state, self.settings
+        value = metrics[settings.monitor]
+        better = lambda new, old: old is None or (new > old if settings.monitor_mode == "max" else new < old)  # noqa: E731
+        improved_stage = better(value, state.stage_best)
+        state.bad_epochs = 0 if improved_stage else state.bad_epochs + 1
+        state.stage_best = value if improved_stage else state.stage_best
+        row = {
+            "stage": stage_name,
+            "epoch": state.epoch + 1,
+            "step": state.global_step,
+            "lr": optimizer.param_groups[0]["lr"],
+            **progress.metrics("train"),
+            **metrics,
+            "samples_per_s": progress.samples / max(progress.seconds, 1e-9),
+        }
+        if not self.options.step_scheduler:
+            scheduler.step(value)
+        state.epoch += 1
+        state.partial = None
+        state.history.append(row)
+        if better(value, state.best):
+            state.best, state.best_stage_index = value, state.stage_index
+            self._save("best.pt", optimizer, scheduler, state.stage_index)
+        self._save("last.pt", optimizer, scheduler, state.stage_index)
+        if settings.keep_epoch_checkpoints:
+            self._save(f"epoch_{len(state.history):04d}.pt", optimizer, scheduler, state.stage_index)
+            prune_epoch_checkpoints(self.checkpoints, settings.keep_epoch_checkpoints)
+        log.info(
+            "%s epoch %d  train/loss %.4f  train/acc %.4f  val/loss %.4f  val/acc %.4f  lr %.2e  %.0f samples/s%s",
+            stage_name,
+            row["epoch"],
+            row["train/loss"],
+            row["train/acc"],
+            row["val/loss"],
+            row["val/acc"],
+            row["lr"],
+            row["samples_per_s"],
+            "  *" if improved_stage else "",
+        )
+
+    # -- evaluation ----------------------------------------------------------------
+
+    def load_best(self) -> None:
+        best = self.checkpoints / "best.pt"
+        if best.is_file():
+            self.model.load_state_dict(torch.load(best, map_location=self.device, weights_only=True)["model"])
+
+    def test(self) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+        batches = self.data.eval_batches("test", self.settings.limit_eval_batches)
+        return evaluate(self.forward_model, batches, self.options, "test", keep_predictions=True)
+
+    def summary(self) -> dict[str, float]:
+        """Best validation values over all epochs: `val/acc_best` (max), `val/loss_best` (min)."""
+        history = self.state.history
+        if not history:
+            return {}
+        return {"val/acc_best": max(r["val/acc"] for r in history), "val/loss_best": min(r["val/loss"] for r in history)}
+
+
+def _bar_text(progress: EpochProgress) -> str:
+    metrics = progress.metrics("train")
+    rate = progress.samples / max(progress.seconds, 1e-9)
+    return f"loss {metrics['train/loss']:.4f}  acc {metrics['train/acc']:.3f}  {rate:,.0f} samples/s"

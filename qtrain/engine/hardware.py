@@ -1,0 +1,66 @@
+"""The `hardware` group made real: device, mixed precision, determinism, compile."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import random
+
+import numpy as np
+import torch
+from torch import nn
+
+from qtrain.errors import ConfigError
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError("hardware.device", name, "use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("hardware.device", name, "torch sees no CUDA GPU here; use hardware=cpu or hardware=auto")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError("hardware.device", name, f"only {torch.cuda.device_count()} GPU(s) visible")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError("hardware.device", name, "use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def configure_backends(deterministic: bool, cudnn_benchmark: bool) -> None:
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = cudnn_benchmark and not deterministic
+
+
+def autocast_factory(device: torch.device, amp: str | None):
+    """A zero-argument context-manager factory: autocast to `amp`'s dtype, or nothing."""
+    if amp is None:
+        return contextlib.nullcontext
+    if amp not in AMP_DTYPES:
+        raise ConfigError("hardware.amp", amp, "use null, bf16 or fp16")
+    if device.type == "cpu" and amp == "fp16":
+        raise ConfigError("hardware.amp", amp, "fp16 autocast needs CUDA; use bf16 or null on the CPU")
+    return functools.partial(torch.autocast, device_type=device.type, dtype=AMP_DTYPES[amp])
+
+
+def grad_scaler(device: torch.device, amp: str | None) -> torch.amp.GradScaler:
+    """Loss scaling is needed (and enabled) only for fp16; elsewhere the scaler is a no-op."""
+    return torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+
+
+def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
+    return torch.compile(model) if enabled else model

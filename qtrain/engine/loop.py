@@ -1,0 +1,139 @@
+"""One epoch of training and one pass of evaluation: the whole loop on one screen."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from qtrain.engine.interrupt import StopRequest
+
+
+@dataclass
+class EpochProgress:
+    """Running sums of one training epoch; kept in a checkpoint taken mid-epoch."""
+
+    batches: int = 0
+    samples: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seconds: float = 0.0
+
+    def metrics(self, prefix: str) -> dict[str, float]:
+        seen = max(self.samples, 1)
+        return {f"{prefix}/loss": self.loss_sum / seen, f"{prefix}/acc": self.correct / seen}
+
+
+@dataclass
+class StepOptions:
+    """How a batch becomes an optimizer step."""
+
+    criterion: nn.Module
+    device: torch.device
+    autocast: Callable[[], AbstractContextManager]
+    scaler: torch.amp.GradScaler
+    accumulate: int = 1
+    grad_clip_norm: float | None = None
+    step_scheduler: bool = True  # False for ReduceLROnPlateau, stepped once per epoch
+    on_step: Callable[[], None] = field(default=lambda: None)
+
+
+def train_epoch(
+    model: nn.Module,
+    batches: Iterable,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    options: StepOptions,
+    progress: EpochProgress,
+    stop: StopRequest,
+    report: Callable[[EpochProgress], None] = lambda p: None,
+) -> bool:
+    """Train over `batches`, adding to `progress`; returns False if a stop was requested.
+
+    A stop is honoured only at an optimizer-step boundary, so the weights, the
+    optimizer and `progress` always describe a whole number of steps.
+    """
+    model.train()
+    total = len(batches)
+    loss_sum = torch.zeros((), device=options.device)
+    correct = torch.zeros((), dtype=torch.long, device=options.device)
+    start = time.perf_counter()
+    pending = 0  # batches whose gradients await an optimizer step
+    for i, (x, y) in enumerate(batches):
+        x = x.to(options.device, non_blocking=True)
+        y = y.to(options.device, non_blocking=True)
+        with options.autocast():
+            logits = model(x)
+            loss = options.criterion(logits, y)
+        options.scaler.scale(loss / options.accumulate).backward()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        progress.samples += len(y)
+        pending += 1
+        if pending == options.accumulate or i == total - 1:
+            optimizer_step(model, optimizer, scheduler, options)
+            progress.batches += pending
+            pending = 0
+            if stop.requested:
+                break
+            if progress.batches % 20 == 0:
+                _flush(progress, loss_sum, correct, start)
+                loss_sum.zero_(), correct.zero_()
+                start = time.perf_counter()
+                report(progress)
+    _flush(progress, loss_sum, correct, start)
+    report(progress)
+    return not stop.requested
+
+
+def _flush(progress: EpochProgress, loss_sum: torch.Tensor, correct: torch.Tensor, start: float) -> None:
+    # One device sync per flush instead of one per batch.
+    progress.loss_sum += loss_sum.item()
+    progress.correct += int(correct.item())
+    progress.seconds += time.perf_counter() - start
+
+
+def optimizer_step(model: nn.Module, optimizer, scheduler, options: StepOptions) -> None:
+    if options.grad_clip_norm is not None:
+        options.scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip_norm)
+    options.scaler.step(optimizer)
+    options.scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    if options.step_scheduler:
+        scheduler.step()
+    options.on_step()
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, batches: Iterable, options: StepOptions, prefix: str, keep_predictions: bool = False
+) -> tuple[dict[str, float], torch.Tensor | None, torch.Tensor | None]:
+    """Mean loss and accuracy over `batches`, as `<prefix>/loss`, `<prefix>/acc`; with
+    `keep_predictions`, also the predicted and true labels (on the CPU)."""
+    model.eval()
+    loss_sum = torch.zeros((), device=options.device)
+    correct = torch.zeros((), dtype=torch.long, device=options.device)
+    seen = 0
+    predictions, targets = [], []
+    for x, y in batches:
+        x = x.to(options.device, non_blocking=True)
+        y = y.to(options.device, non_blocking=True)
+        with options.autocast():
+            logits = model(x)
+        loss_sum += options.criterion(logits.float(), y) * len(y)
+        predicted = logits.argmax(1)
+        correct += (predicted == y).sum()
+        seen += len(y)
+        if keep_predictions:
+            predictions.append(predicted.cpu())
+            targets.append(y.cpu())
+    seen = max(seen, 1)
+    metrics = {f"{prefix}/loss": loss_sum.item() / seen, f"{prefix}/acc": correct.item() / seen}
+    if not keep_predictions:
+        return metrics, None, None
+    return metrics, torch.cat(predictions), torch.cat(targets)

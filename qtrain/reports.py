@@ -1,0 +1,77 @@
+"""The run directory's files: metrics.json, history.csv, report.txt and plots/."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Whole file or nothing: a kill mid-write leaves the previous version."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_metrics(run_dir: Path, metrics: dict, stages: list[dict]) -> None:
+    write_atomic(run_dir / "metrics.json", json.dumps({**metrics, "stages": stages}, indent=2) + "\n")
+
+
+def write_history(run_dir: Path, history: list[dict]) -> None:
+    if not history:
+        return
+    columns = list(dict.fromkeys(key for row in history for key in row))
+    tmp = run_dir / ".history.csv.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, run_dir / "history.csv")
+
+
+def write_report(run_dir: Path, metrics: dict, per_class: str) -> None:
+    lines = ["qtrain test report", ""]
+    lines += [f"{name:<24}{value:.4f}" for name, value in metrics.items() if isinstance(value, float)]
+    write_atomic(run_dir / "report.txt", "\n".join(lines) + "\n\nper class (test split)\n" + per_class)
+
+
+def plot_confusion(run_dir: Path, matrix: np.ndarray, class_names: list[str]) -> None:
+    size = max(5, 0.5 * len(class_names))
+    fig, ax = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay(matrix, display_labels=class_names).plot(ax=ax, colorbar=False, xticks_rotation=45)
+    ax.set_title("confusion matrix (test)")
+    _save_figure(fig, run_dir / "plots" / "confusion_matrix.png")
+
+
+def plot_learning_curves(run_dir: Path, history: list[dict]) -> None:
+    if not history:
+        return
+    x = np.arange(1, len(history) + 1)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, metric in zip(axes, ("loss", "acc")):
+        for split in ("train", "val"):
+            ax.plot(x, [row[f"{split}/{metric}"] for row in history], marker=".", label=split)
+        ax.set(xlabel="epoch", ylabel=metric, title=metric)
+        ax.legend()
+    axes[2].plot(x, [row["lr"] for row in history], marker=".")
+    axes[2].set(xlabel="epoch", ylabel="lr", title="learning rate (end of epoch)", yscale="log")
+    for boundary in [i for i in range(1, len(history)) if history[i]["stage"] != history[i - 1]["stage"]]:
+        for ax in axes:
+            ax.axvline(boundary + 0.5, color="grey", linestyle=":")
+    _save_figure(fig, run_dir / "plots" / "learning_curves.png")
+
+
+def _save_figure(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

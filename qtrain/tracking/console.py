@@ -1,0 +1,63 @@
+"""What a run shows on the terminal: the config tree, a bar per epoch, a summary table."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.tree import Tree
+
+console = Console(stderr=True)
+
+GROUP_ORDER = ("dataset", "model", "optimizer", "scheduler", "stages", "trainer", "hardware")
+
+
+def print_config_tree(cfg: DictConfig) -> None:
+    """The resolved config, one branch per group, groups of the experiment first."""
+    tree = Tree("[bold]config[/bold]")
+    keys = [k for k in GROUP_ORDER if k in cfg] + [k for k in cfg if k not in GROUP_ORDER]
+    for key in keys:
+        value = cfg[key]
+        if isinstance(value, DictConfig):
+            branch = tree.add(f"[bold cyan]{key}[/bold cyan]")
+            branch.add(Syntax(OmegaConf.to_yaml(value, resolve=True).rstrip(), "yaml", theme="ansi_dark"))
+        else:
+            tree.add(f"[bold cyan]{key}[/bold cyan]: {value}")
+    console.print(tree)
+
+
+@contextlib.contextmanager
+def epoch_bar(description: str, total: int, enabled: bool):
+    """A transient progress bar for one epoch; yields `update(done, text)`."""
+    if not (enabled and sys.stderr.isatty()):
+        yield lambda done, text: None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[text]}"),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(description, total=total, text="")
+        yield lambda done, text: progress.update(task, completed=done, text=text)
+
+
+def print_summary(metrics: dict[str, float], stages: list[dict]) -> None:
+    table = Table(title="qtrain results", show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
+    for stage in stages:
+        table.add_row(
+            f"stage {stage['name']}", f"{stage['epochs']} epochs, best {stage['best']:.4f}, {stage['wall_time_s']:.1f}s"
+        )
+    console.print(table)
