@@ -16,6 +16,10 @@ from qtrain.errors import ConfigError
 
 log = logging.getLogger("qtrain")
 
+# An absolute path: Hydra resolves a relative one against the module's package when
+# started through the `qtrain` console script, where no `conf` package exists.
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
 
 def objective(metrics: dict[str, float], name: str) -> float:
     if name not in metrics:
@@ -23,7 +27,7 @@ def objective(metrics: dict[str, float], name: str) -> float:
     return metrics[name]
 
 
-@hydra.main(config_path="../conf", config_name="config")
+@hydra.main(config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float:
     from qtrain.run import run  # torch and friends load after Hydra has parsed the CLI (fast --help)
 

@@ -35,11 +35,11 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(missing[0], "???", f"is required; set it on the command line, e.g. {missing[0]}=...")
     if not isinstance(cfg.stages, DictConfig) or not cfg.stages:
         raise ConfigError("stages", cfg.stages, "needs at least one stage, e.g. stages=single")
+    _positive_number("optimizer.lr", cfg.optimizer.lr)  # before the stages' lr, which default to it
     for name, stage in cfg.stages.items():
         _positive_int(f"stages.{name}.epochs", stage.epochs)
         _positive_number(f"stages.{name}.lr", stage.lr)
         _optional(_positive_int, f"stages.{name}.patience", stage.get("patience"))
-    _positive_number("optimizer.lr", cfg.optimizer.lr)
     _positive_int("dataset.batch_size", cfg.dataset.batch_size)
     _positive_int("dataset.image_size", cfg.dataset.image_size)
     _fraction("dataset.val_fraction", cfg.dataset.val_fraction)

@@ -1,0 +1,69 @@
+"""Shared helpers: compose configs with Hydra's compose API, run in a temporary folder."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def make_config(*overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF)):
+        return compose("config", overrides=list(overrides))
+
+
+def run_config(run_dir: Path, *overrides: str) -> dict:
+    from qtrain.run import run
+
+    return run(make_config(*overrides), run_dir)
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "qtrain", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
+    """An IDX file as MNIST ships it: magic (0, 0, 0x08, ndim), big-endian dims, bytes."""
+    header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, dtype=">u4").tobytes()
+    data = header + array.astype(np.uint8).tobytes()
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        data = gzip.compress(data)
+    path.write_bytes(data)
+
+
+def write_mnist_folder(folder: Path, n_train: int = 200, n_test: int = 50, compress: bool = True, seed: int = 0):
+    """Four IDX files of random 28x28 images whose label is readable from the image
+    (a bright row at the label's height), so a model can learn them."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n) % 10
+        images = rng.integers(0, 60, size=(n, 28, 28))
+        images[np.arange(n), 2 + 2 * labels, :] = 255
+        write_idx(folder / f"{split}-images-idx3-ubyte", images, compress)
+        write_idx(folder / f"{split}-labels-idx1-ubyte", labels, compress)
+        arrays[split] = (images, labels)
+    return arrays
+
+
+@pytest.fixture
+def fast() -> list[str]:
+    """Overrides for a tiny CPU run."""
+    return ["debug=fast", "hardware=cpu"]

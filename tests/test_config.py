@@ -1,0 +1,94 @@
+"""Every option of every config group composes and instantiates; the CLI behaves like a Hydra app."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from hydra.utils import execution_whitelist, instantiate
+from omegaconf import DictConfig
+
+from conftest import CONF, ROOT, make_config, run_cli
+from qtrain.engine.hardware import resolve_device
+from qtrain.errors import ConfigError
+from qtrain.run import TRUSTED_TARGETS
+
+GROUPS = ["dataset", "model", "optimizer", "scheduler", "stages", "hardware", "debug"]
+# image_folder has no default location or class count: the user must say them
+REQUIRED = {"dataset=image_folder": ["dataset.root=/tmp/images", "dataset.num_classes=3"]}
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_option_composes_and_instantiates(group, option):
+    override = f"{group}={option}"
+    cfg = make_config(override, *REQUIRED.get(override, []))
+    with execution_whitelist(TRUSTED_TARGETS):
+        if group == "dataset":
+            data = instantiate(cfg.dataset)
+            assert data.num_classes == cfg.dataset.num_classes and data.batch_size == cfg.dataset.batch_size
+        elif group == "model":
+            model = instantiate(cfg.model)
+            x = torch.randn(2, cfg.dataset.in_channels, cfg.dataset.image_size, cfg.dataset.image_size)
+            assert model(x).shape == (2, cfg.dataset.num_classes)
+        elif group in ("optimizer", "scheduler"):
+            params = [torch.nn.Parameter(torch.zeros(3))]
+            optimizer = instantiate(cfg.optimizer)(params, lr=0.1)
+            assert optimizer.param_groups[0]["lr"] == 0.1
+            scheduler = instantiate(cfg.scheduler)(optimizer, total_steps=20, steps_per_epoch=4)
+            for _ in range(20):
+                optimizer.step()
+                scheduler.step(0.5) if option == "plateau" else scheduler.step()
+            assert optimizer.param_groups[0]["lr"] > 0
+        elif group == "stages":
+            assert isinstance(cfg.stages, DictConfig) and all(s.epochs > 0 for s in cfg.stages.values())
+        elif group == "hardware":
+            if cfg.hardware.device == "cuda" and not torch.cuda.is_available():
+                with pytest.raises(ConfigError, match="hardware.device=cuda: torch sees no CUDA GPU"):
+                    resolve_device(cfg.hardware.device)
+            else:
+                assert resolve_device(cfg.hardware.device).type in ("cpu", "cuda")
+        elif group == "debug":
+            assert cfg.trainer.limit_epochs == 1 and cfg.trainer.limit_train_batches > 0
+
+
+def test_stage_length_is_set_from_the_cli():
+    cfg = make_config("stages.train.epochs=5", "optimizer.lr=0.01")
+    assert cfg.stages.train.epochs == 5
+    assert cfg.stages.train.lr == 0.01  # a stage's lr follows the optimizer's unless set
+
+
+def test_models_read_shapes_from_the_dataset():
+    cfg = make_config("dataset=cifar10", "model=resnet")
+    assert (cfg.model.num_classes, cfg.model.in_channels) == (10, 3)
+
+
+def test_help_lists_groups_and_options(tmp_path):
+    result = run_cli("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for group in GROUPS:
+        line = next(line for line in result.stdout.splitlines() if line.startswith(f"{group}:"))
+        assert set(line.split(":", 1)[1].replace(",", " ").split()) == set(options(group))
+
+
+def test_cfg_job_prints_the_composed_config(tmp_path):
+    result = run_cli("--cfg", "job", "model=resnet", "optimizer.lr=0.5", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    job = yaml.safe_load(result.stdout)
+    assert job["model"]["_target_"] == "qtrain.models.timm_models.resnet"
+    assert job["optimizer"]["lr"] == 0.5
+
+
+def test_tab_completion_offers_group_options(tmp_path):
+    qtrain = ROOT / ".venv" / "bin" / "qtrain"
+    command = [str(qtrain)] if qtrain.exists() else [sys.executable, "-m", "qtrain"]
+    env = {**os.environ, "COMP_LINE": "qtrain model="}
+    result = subprocess.run([*command, "-sc", "query=bash"], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert set(result.stdout.split()) == {f"model={o}" for o in options("model")}
