@@ -1,0 +1,200 @@
+"""Datasets: IDX readers, in-memory batching, augmentation, image folders, splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from conftest import write_mnist_folder
+from qtrain.data.batches import BatchAugment, TensorBatches, epoch_permutation
+from qtrain.data.digits import DigitsData
+from qtrain.data.idx import FashionMNISTData, MNISTData, read_idx
+from qtrain.data.image_folder import ImageFolderData
+from qtrain.errors import ConfigError
+
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def mnist(root, **kwargs) -> MNISTData:
+    options = dict(name="mnist", num_classes=10, in_channels=1, image_size=28, batch_size=16, root=str(root))
+    return MNISTData(**{**options, **kwargs})
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_idx_reader_round_trips_what_it_reads(tmp_path, compress):
+    arrays = write_mnist_folder(tmp_path, compress=compress)
+    suffix = ".gz" if compress else ""
+    images = read_idx(tmp_path / f"train-images-idx3-ubyte{suffix}")
+    labels = read_idx(tmp_path / f"train-labels-idx1-ubyte{suffix}")
+    np.testing.assert_array_equal(images, arrays["train"][0])
+    np.testing.assert_array_equal(labels, arrays["train"][1])
+
+
+def test_mnist_reads_a_flat_folder_and_splits_it(tmp_path):
+    write_mnist_folder(tmp_path, n_train=200, n_test=50)
+    data = mnist(tmp_path, val_fraction=0.1, split_seed=3)
+    data.setup("cpu")
+    assert (data.size("train"), data.size("val"), data.size("test")) == (180, 20, 50)
+    x, y = data.splits["train"]
+    assert x.shape == (180, 1, 28, 28) and x.dtype == torch.float32
+    assert abs(x.mean().item()) < 1e-4 and abs(x.std().item() - 1) < 1e-2  # normalized by train stats
+    assert torch.bincount(data.splits["val"][1]).tolist() == [2] * 10  # stratified
+
+
+def test_mnist_reads_torchvisions_layout_uncompressed(tmp_path):
+    write_mnist_folder(tmp_path / "MNIST" / "raw", compress=False)
+    data = mnist(tmp_path)
+    data.setup("cpu")
+    assert data.size("test") == 50
+
+
+def test_mnist_resizes_and_converts_channels(tmp_path):
+    write_mnist_folder(tmp_path)
+    data = mnist(tmp_path, image_size=32, in_channels=3)
+    data.setup("cpu")
+    assert data.splits["test"][0].shape == (50, 3, 32, 32)
+
+
+def test_mnist_offline_without_files_says_where_it_looked(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        mnist(tmp_path, download=False).setup("cpu")
+    message = str(error.value)
+    assert message.startswith(f"dataset.root={tmp_path}:")
+    assert str(tmp_path / "MNIST" / "raw") in message and "train-images-idx3-ubyte[.gz]" in message
+    assert "Point dataset.root at a folder holding the four files" in message
+
+
+def test_mnist_download_failure_is_reported_with_the_fix(tmp_path, monkeypatch):
+    def offline(self, *args, **kwargs):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: <urlopen error [Errno -3]>")
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    with pytest.raises(ConfigError, match=r"download failed: Error downloading .*dataset\.root at a folder"):
+        mnist(tmp_path, download=True).setup("cpu")
+
+
+def test_mnist_download_goes_through_torchvision(tmp_path, monkeypatch):
+    def fake_download(self):  # what torchvision leaves behind: <root>/MNIST/raw/<files>
+        write_mnist_folder(Path(self.raw_folder), compress=False)
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", fake_download)
+    data = mnist(tmp_path, download=True)
+    data.setup("cpu")
+    assert data.size("test") == 50
+
+
+def test_truncated_idx_file_is_refused(tmp_path):
+    write_mnist_folder(tmp_path, compress=False)
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ConfigError, match="train-images-idx3-ubyte is truncated"):
+        mnist(tmp_path).setup("cpu")
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_fashion_mnist_reads_debians_real_files():
+    data = FashionMNISTData(
+        name="fashion_mnist", num_classes=10, in_channels=1, image_size=28, batch_size=128, root=str(DEBIAN_FASHION)
+    )
+    data.setup("cpu")
+    assert (data.size("train") + data.size("val"), data.size("test")) == (60_000, 10_000)
+    assert torch.bincount(data.splits["test"][1]).tolist() == [1000] * 10
+    assert data.class_names[0] == "T-shirt/top"
+
+
+def test_digits_holds_out_a_stratified_test_split():
+    data = DigitsData(name="digits", num_classes=10, in_channels=1, image_size=8, batch_size=32, test_fraction=0.2)
+    data.setup("cpu")
+    sizes = [data.size(s) for s in ("train", "val", "test")]
+    assert sum(sizes) == 1797 and sizes[2] == 360
+    assert torch.bincount(data.splits["test"][1]).min() >= 35
+
+
+def test_num_classes_must_match_the_data():
+    data = DigitsData(name="digits", num_classes=7, in_channels=1, image_size=8, batch_size=32)
+    with pytest.raises(ConfigError, match="dataset.num_classes=7: the digits data has 10 classes; set 10"):
+        data.setup("cpu")
+
+
+def test_epoch_order_is_a_permutation_fixed_by_seed_and_epoch():
+    a, b, c = epoch_permutation(100, 1, 0), epoch_permutation(100, 1, 0), epoch_permutation(100, 1, 1)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert sorted(a.tolist()) == list(range(100))
+
+
+def test_batches_cover_every_sample_once_and_skip_resumes_the_same_order():
+    x, y = torch.arange(50.0).view(50, 1, 1, 1), torch.arange(50)
+    order = epoch_permutation(50, 0, 2)
+    full = list(TensorBatches(x, y, 8, order))
+    assert len(full) == 7 and sorted(torch.cat([b[1] for b in full]).tolist()) == list(range(50))
+    resumed = list(TensorBatches(x, y, 8, order, skip=3))
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(full[3:], resumed, strict=True))
+    assert len(TensorBatches(x, y, 8, order, limit=2)) == 2
+
+
+def test_augmented_batches_are_reproducible_per_batch():
+    x, y = torch.randn(32, 1, 12, 12), torch.arange(32)
+    augment = BatchAugment(rotate_deg=15, translate=0.1, scale=0.1)
+    first = list(TensorBatches(x, y, 8, epoch_permutation(32, 0, 0), augment, seed=0, epoch=0))
+    again = list(TensorBatches(x, y, 8, epoch_permutation(32, 0, 0), augment, seed=0, epoch=0, skip=2))
+    assert torch.equal(first[2][0], again[0][0])
+    assert not torch.allclose(first[0][0], x[epoch_permutation(32, 0, 0)[:8]])
+
+
+def test_augment_with_no_change_is_the_identity_and_samples_differ():
+    x = torch.randn(4, 1, 10, 10)
+    generator = torch.Generator().manual_seed(0)
+    torch.testing.assert_close(BatchAugment()(x, generator), x, atol=1e-5, rtol=0)
+    same = x[:1].expand(6, -1, -1, -1)
+    out = BatchAugment(rotate_deg=30, translate=0.2)(same, generator)
+    assert len({tuple(o.flatten().round(decimals=3).tolist()) for o in out}) == 6  # one draw per sample
+
+
+def write_image_folder(root: Path, classes=("a", "b", "c"), per_class=10) -> None:
+    rng = np.random.default_rng(0)
+    for i, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for j in range(per_class):
+            pixels = rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{j}.png")
+
+
+def folder(root, **kwargs) -> ImageFolderData:
+    options = dict(name="image_folder", num_classes=3, in_channels=3, image_size=16, batch_size=4, root=str(root))
+    return ImageFolderData(**{**options, **kwargs})
+
+
+def test_image_folder_splits_class_folders_and_batches(tmp_path):
+    write_image_folder(tmp_path)
+    data = folder(tmp_path, val_fraction=0.2, test_fraction=0.2, augment={"enabled": True, "hflip": True})
+    data.setup("cpu")
+    assert data.class_names == ["a", "b", "c"]
+    assert (data.size("train"), data.size("val"), data.size("test")) == (19, 5, 6)  # val: 20% of what test left
+    x, y = next(iter(data.train_batches(0)))
+    assert x.shape == (4, 3, 16, 16) and y.dtype == torch.long
+    assert len(data.train_batches(0, skip=2)) == len(data.train_batches(0)) - 2
+
+
+def test_image_folder_uses_train_val_test_folders(tmp_path):
+    for split in ("train", "val", "test"):
+        write_image_folder(tmp_path / split, per_class=4)
+    data = folder(tmp_path)
+    data.setup("cpu")
+    assert (data.size("train"), data.size("val"), data.size("test")) == (12, 12, 12)
+
+
+def test_image_folder_without_images_is_refused(tmp_path):
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+    with pytest.raises(ConfigError, match=rf"dataset.root={tmp_path}: .*expected one sub-folder of images per class"):
+        folder(tmp_path).setup("cpu")
+
+
+def test_image_folder_missing_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="dataset.root=.*/nope: no such folder"):
+        folder(tmp_path / "nope").setup("cpu")
