@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -38,8 +39,8 @@ def main(cfg: DictConfig) -> float:
         log.warning("%s", stop)
         sys.exit(128 + stop.signum)
     except ConfigError as error:
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            raise  # the sweeper records this job as failed and goes on
+        if hydra_cfg.mode == RunMode.MULTIRUN or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise  # a sweeper records the job as failed and goes on; or the user asked for the traceback
         log.error("%s", error)  # one line on the console and in the run's log file
         sys.exit(1)
 

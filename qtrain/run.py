@@ -37,6 +37,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
 
 def _run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     check_config(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
     print_config_tree(cfg)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.hardware.device)

@@ -1,0 +1,110 @@
+"""Bad input ends in one message naming the key, the value and what is accepted."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import run_cli, run_config
+from qtrain.errors import ConfigError
+
+FAST = ["debug=fast", "hardware=cpu"]
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["optimizer.lr=-1"], "optimizer.lr=-1: must be a number > 0"),
+        (["stages.train.lr=0"], "stages.train.lr=0: must be a number > 0"),
+        (["stages.train.epochs=0"], "stages.train.epochs=0: must be a positive integer"),
+        (["dataset.batch_size=-8"], "dataset.batch_size=-8: must be a positive integer"),
+        (["dataset.val_fraction=1.5"], "dataset.val_fraction=1.5: must be a fraction strictly between 0 and 1"),
+        (["trainer.monitor=val/f1"], "trainer.monitor=val/f1: use one of val/loss, val/acc"),
+        (["train=false"], "ckpt_path=None: train=false evaluates a checkpoint"),
+        (["ckpt_path=/no/such/last.pt"], "ckpt_path=/no/such/last.pt: no such file"),
+        (["dataset=mnist", "dataset.root=/no/such/dir", "dataset.download=false"], "dataset.root=/no/such/dir: no mnist IDX files"),
+        (["dataset=image_folder", "dataset.num_classes=2"], "dataset.root=???: is required"),
+        (["dataset=image_folder", "dataset.root=/no/such/dir", "dataset.num_classes=2"], "dataset.root=/no/such/dir: no such folder"),
+        (["hardware.device=tpu"], "hardware.device=tpu: use auto, cpu, cuda or cuda:N"),
+        (["hardware.amp=fp8"], "hardware.amp=fp8: use null, bf16 or fp16"),
+    ],
+)
+def test_bad_values_are_refused_before_training(tmp_path, overrides, message):
+    with pytest.raises(ConfigError) as error:
+        run_config(tmp_path, *FAST, *overrides)
+    assert str(error.value).startswith(message)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_gpu_hardware_without_a_gpu_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="hardware.device=cuda: torch sees no CUDA GPU here; use hardware=cpu"):
+        run_config(tmp_path, "debug=fast", "hardware=gpu")
+
+
+def test_corrupt_checkpoint_is_refused(tmp_path):
+    bad = tmp_path / "last.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ConfigError, match=f"ckpt_path={bad}: not a readable checkpoint"):
+        run_config(tmp_path / "run", *FAST, f"ckpt_path={bad}")
+
+
+def test_foreign_torch_file_is_refused(tmp_path):
+    other = tmp_path / "weights.pt"
+    torch.save({"weight": torch.zeros(2)}, other)
+    with pytest.raises(ConfigError, match="not a qtrain checkpoint"):
+        run_config(tmp_path / "run", *FAST, f"ckpt_path={other}")
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path):
+    run_config(tmp_path / "cnn", *FAST)
+    last = tmp_path / "cnn" / "checkpoints" / "last.pt"
+    with pytest.raises(ConfigError, match="weights do not fit this model .saved from qtrain.models.simple_cnn.SimpleCNN"):
+        run_config(tmp_path / "resnet", *FAST, "model=resnet", f"ckpt_path={last}")
+
+
+def test_cli_prints_one_line_and_exits_non_zero(tmp_path):
+    result = run_cli("debug=fast", "optimizer.lr=-1", cwd=tmp_path)
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert "optimizer.lr=-1: must be a number > 0" in output
+    assert "Traceback" not in output
+    full = run_cli("debug=fast", "optimizer.lr=-1", cwd=tmp_path, env={"HYDRA_FULL_ERROR": "1"})
+    assert full.returncode == 1 and "Traceback" in full.stderr  # the full story when asked for
+
+
+def test_cli_unknown_option_lists_the_choices(tmp_path):
+    result = run_cli("model=resnet_50", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Could not find 'model/resnet_50'" in result.stderr
+    assert all(choice in result.stderr for choice in ("resnet", "simple_cnn", "vit"))
+
+
+def test_cli_unknown_objective_lists_the_metrics(tmp_path):
+    result = run_cli("debug=fast", "objective=val/f2", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "objective=val/f2: not a metric of this run; it produced test/acc" in result.stdout + result.stderr
+    assert (tmp_path / "run" / "metrics.json").exists()  # nothing the run wrote is lost
+
+
+def test_cli_sigterm_writes_last_checkpoint_and_exits(tmp_path):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "qtrain", "hardware=cpu", "trainer.progress=false", "stages.train.epochs=200"]
+    process = subprocess.Popen(
+        [*command, f"hydra.run.dir={run_dir}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    last = run_dir / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert f"resume with ckpt_path={last}" in output
+    state = torch.load(last, weights_only=True)
+    assert 0 < state["state"]["global_step"] < 200 * 39

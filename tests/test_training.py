@@ -1,0 +1,158 @@
+"""Training end to end: the run directory, resume, evaluation, checkpoints, schedules."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from conftest import run_config, write_mnist_folder
+from qtrain.engine import loop
+from qtrain.engine.checkpoint import load_checkpoint, save_checkpoint
+from qtrain.engine.fit import TrainingInterrupted
+from qtrain.errors import ConfigError
+
+# Deterministic CPU runs of a few batches per epoch on digits.
+SHORT = ["hardware=cpu", "trainer.progress=false", "trainer.limit_train_batches=6", "stages.train.epochs=3", "optimizer.lr=5e-3"]
+
+
+def read_history(run_dir):
+    with open(run_dir / "history.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_short_run_writes_the_whole_run_directory(tmp_path):
+    metrics = run_config(tmp_path, *SHORT)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("test/acc", "test/loss", "val/acc_best", "test/f1_macro"):
+        assert saved[key] == pytest.approx(metrics[key])
+    assert saved["val/acc_best"] > 0.3  # 18 steps of Adam on digits learn something
+    assert saved["stages"][0]["name"] == "train" and saved["stages"][0]["epochs"] == 3
+    assert saved["stages"][0]["wall_time_s"] > 0
+    history = read_history(tmp_path)
+    assert [int(r["epoch"]) for r in history] == [1, 2, 3]
+    assert {"stage", "lr", "train/loss", "train/acc", "val/loss", "val/acc"} <= set(history[0])
+    assert float(history[0]["lr"]) > float(history[-1]["lr"])  # warmup_cosine decays to the end
+    for name in ("last.pt", "best.pt"):
+        state = load_checkpoint(tmp_path / "checkpoints" / name)
+        assert {"model", "optimizer", "scheduler", "state", "rng", "config"} <= set(state)
+        assert state["config"]["dataset"]["name"] == "digits"
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["state"]["stage_index"] == 1
+    for plot in ("confusion_matrix.png", "learning_curves.png"):
+        assert (tmp_path / "plots" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (tmp_path / "report.txt").read_text()
+    assert "precision" in report and "recall" in report and "f1-score" in report
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def final_weights(run_dir):
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+
+
+def interrupt_after(monkeypatch, steps: int) -> None:
+    """Send this process a real SIGTERM after `steps` optimizer steps."""
+    count = {"n": 0}
+    original = loop.optimizer_step
+
+    def step_then_signal(*args, **kwargs):
+        original(*args, **kwargs)
+        count["n"] += 1
+        if count["n"] == steps:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(loop, "optimizer_step", step_then_signal)
+
+
+@pytest.mark.parametrize("steps", [6, 9])  # at an epoch boundary; in the middle of epoch 2
+def test_resume_after_sigterm_ends_with_the_same_weights(tmp_path, monkeypatch, steps):
+    overrides = [*SHORT, "trainer.accumulate_batches=1"]
+    run_config(tmp_path / "straight", *overrides)
+    interrupt_after(monkeypatch, steps)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        run_config(tmp_path / "cut", *overrides)
+    monkeypatch.undo()
+    assert stopped.value.signum == signal.SIGTERM
+    last = load_checkpoint(stopped.value.checkpoint)
+    assert last["state"]["global_step"] == steps
+    resumed = run_config(tmp_path / "resumed", *overrides, f"ckpt_path={stopped.value.checkpoint}")
+    straight, again = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
+    assert all(torch.equal(straight[k], again[k]) for k in straight)
+    assert resumed["test/acc"] == json.loads((tmp_path / "straight" / "metrics.json").read_text())["test/acc"]
+    assert len(read_history(tmp_path / "resumed")) == 3
+
+
+def test_evaluate_only_reproduces_the_stored_test_metric(tmp_path):
+    trained = run_config(tmp_path / "train", *SHORT)
+    best = tmp_path / "train" / "checkpoints" / "best.pt"
+    evaluated = run_config(tmp_path / "eval", "hardware=cpu", "train=false", f"ckpt_path={best}")
+    assert evaluated["test/acc"] == trained["test/acc"]
+    assert evaluated["test/loss"] == pytest.approx(trained["test/loss"], rel=1e-6)
+    assert not (tmp_path / "eval" / "checkpoints").exists()  # evaluation writes no checkpoints
+
+
+def test_accumulation_takes_one_step_per_n_batches(tmp_path):
+    run_config(tmp_path, *SHORT, "trainer.accumulate_batches=3")
+    assert [int(r["step"]) for r in read_history(tmp_path)] == [2, 4, 6]
+
+
+def test_early_stopping_ends_the_stage(tmp_path):
+    # With a vanishing lr, val/acc cannot improve after epoch 1: patience 2 stops after epoch 3.
+    run_config(tmp_path, *SHORT, "stages.train.epochs=10", "stages.train.patience=2", "optimizer.lr=1e-12")
+    assert len(read_history(tmp_path)) == 3
+    assert json.loads((tmp_path / "metrics.json").read_text())["stages"][0]["epochs"] == 3
+
+
+def test_keep_epoch_checkpoints_keeps_the_newest(tmp_path):
+    run_config(tmp_path, *SHORT, "stages.train.epochs=4", "trainer.keep_epoch_checkpoints=2")
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("epoch_*.pt")) == ["epoch_0003.pt", "epoch_0004.pt"]
+
+
+def test_mnist_idx_files_train_end_to_end(tmp_path):
+    write_mnist_folder(tmp_path / "mnist", n_train=400, n_test=100)
+    metrics = run_config(
+        tmp_path / "run", "dataset=mnist", f"dataset.root={tmp_path / 'mnist'}", "dataset.download=false",
+        "hardware=cpu", "trainer.progress=false", "stages.train.epochs=3", "dataset.augment.enabled=false",
+    )
+    assert metrics["test/acc"] > 0.8  # the label is drawn into each image
+
+
+def test_a_kill_during_a_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint({"model": {"w": torch.ones(2)}}, path)
+
+    def dies_halfway(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"model": {"w": torch.zeros(2)}}, path)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_schedules_follow_their_shape(tmp_path):
+    from qtrain.engine import schedulers
+
+    def lrs(make, steps=20):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        scheduler = make(optimizer, total_steps=steps, steps_per_epoch=5)
+        values = []
+        for _ in range(steps):
+            values.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return values
+
+    warm = lrs(lambda o, **k: schedulers.warmup_cosine(o, **k, warmup_epochs=1, warmup_start_factor=0.1, eta_min=0.0))
+    assert warm[0] == pytest.approx(0.1) and max(warm) == pytest.approx(warm[5]) and warm[-1] < 0.05
+    cycle = lrs(lambda o, **k: schedulers.onecycle(o, **k, pct_start=0.3, div_factor=25, final_div_factor=1e4))
+    assert cycle[0] == pytest.approx(1 / 25) and max(cycle) == pytest.approx(1.0, rel=0.02) and cycle[-1] < 1e-3
+    stepped = lrs(lambda o, **k: schedulers.step(o, **k, step_epochs=2, gamma=0.1))
+    assert stepped[9] == 1.0 and stepped[10] == pytest.approx(0.1)
+    assert set(lrs(schedulers.constant)) == {1.0}
