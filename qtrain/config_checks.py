@@ -54,4 +54,6 @@ def check_config(cfg: DictConfig) -> None:
     if trainer.monitor_mode not in ("max", "min"):
         raise ConfigError("trainer.monitor_mode", trainer.monitor_mode, "use max or min")
     if not cfg.train and not cfg.ckpt_path:
-        raise ConfigError("ckpt_path", None, "train=false evaluates a checkpoint: give ckpt_path=<run>/checkpoints/best.pt")
+        raise ConfigError(
+            "ckpt_path", None, "train=false evaluates a checkpoint: give ckpt_path=<run>/checkpoints/best.pt"
+        )

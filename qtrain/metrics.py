@@ -18,9 +18,7 @@ def classification_metrics(predicted: np.ndarray, target: np.ndarray, prefix: st
 
 def per_class_report(predicted: np.ndarray, target: np.ndarray, class_names: list[str]) -> str:
     labels = list(range(len(class_names)))
-    return classification_report(
-        target, predicted, labels=labels, target_names=class_names, digits=4, zero_division=0
-    )
+    return classification_report(target, predicted, labels=labels, target_names=class_names, digits=4, zero_division=0)
 
 
 def confusion(predicted: np.ndarray, target: np.ndarray, num_classes: int) -> np.ndarray:

@@ -45,9 +45,15 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     checkpoint = load_checkpoint(cfg.ckpt_path) if cfg.ckpt_path else None
     data = instantiate(cfg.dataset)
     data.setup(device)
-    log.info("%s: %d train / %d val / %d test samples", data.name, data.size("train"), data.size("val"), data.size("test"))
+    log.info(
+        "%s: %d train / %d val / %d test samples", data.name, data.size("train"), data.size("val"), data.size("test")
+    )
     model = instantiate(cfg.model).to(device)
-    log.info("%s: %s trainable parameters", type(model).__name__, f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,}")
+    log.info(
+        "%s: %s trainable parameters",
+        type(model).__name__,
+        f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,}",
+    )
     trainer = Trainer(
         model,
         data,

@@ -33,6 +33,7 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 240
         [sys.executable, "-m", "qtrain", *args],
         cwd=cwd,
         env={**os.environ, **(env or {})},
+        check=False,
         capture_output=True,
         text=True,
         timeout=timeout,

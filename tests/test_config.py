@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 import yaml
+from conftest import CONF, ROOT, make_config, run_cli
 from hydra.utils import execution_whitelist, instantiate
 from omegaconf import DictConfig
 
-from conftest import CONF, ROOT, make_config, run_cli
 from qtrain.engine.hardware import resolve_device
 from qtrain.errors import ConfigError
 from qtrain.run import TRUSTED_TARGETS
@@ -90,5 +90,7 @@ def test_tab_completion_offers_group_options(tmp_path):
     qtrain = ROOT / ".venv" / "bin" / "qtrain"
     command = [str(qtrain)] if qtrain.exists() else [sys.executable, "-m", "qtrain"]
     env = {**os.environ, "COMP_LINE": "qtrain model="}
-    result = subprocess.run([*command, "-sc", "query=bash"], env=env, capture_output=True, text=True, cwd=tmp_path)
+    result = subprocess.run(
+        [*command, "-sc", "query=bash"], env=env, capture_output=True, text=True, cwd=tmp_path, check=False
+    )
     assert set(result.stdout.split()) == {f"model={o}" for o in options("model")}

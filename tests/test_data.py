@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from conftest import write_mnist_folder
 from PIL import Image
 
-from conftest import write_mnist_folder
 from qtrain.data.batches import BatchAugment, TensorBatches, epoch_permutation
 from qtrain.data.digits import DigitsData
 from qtrain.data.idx import FashionMNISTData, MNISTData, read_idx
@@ -21,7 +21,14 @@ DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 def mnist(root, **kwargs) -> MNISTData:
-    options = dict(name="mnist", num_classes=10, in_channels=1, image_size=28, batch_size=16, root=str(root))
+    options = {
+        "name": "mnist",
+        "num_classes": 10,
+        "in_channels": 1,
+        "image_size": 28,
+        "batch_size": 16,
+        "root": str(root),
+    }
     return MNISTData(**{**options, **kwargs})
 
 
@@ -40,7 +47,7 @@ def test_mnist_reads_a_flat_folder_and_splits_it(tmp_path):
     data = mnist(tmp_path, val_fraction=0.1, split_seed=3)
     data.setup("cpu")
     assert (data.size("train"), data.size("val"), data.size("test")) == (180, 20, 50)
-    x, y = data.splits["train"]
+    x = data.splits["train"][0]
     assert x.shape == (180, 1, 28, 28) and x.dtype == torch.float32
     assert abs(x.mean().item()) < 1e-4 and abs(x.std().item() - 1) < 1e-2  # normalized by train stats
     assert torch.bincount(data.splits["val"][1]).tolist() == [2] * 10  # stratified
@@ -165,7 +172,14 @@ def write_image_folder(root: Path, classes=("a", "b", "c"), per_class=10) -> Non
 
 
 def folder(root, **kwargs) -> ImageFolderData:
-    options = dict(name="image_folder", num_classes=3, in_channels=3, image_size=16, batch_size=4, root=str(root))
+    options = {
+        "name": "image_folder",
+        "num_classes": 3,
+        "in_channels": 3,
+        "image_size": 16,
+        "batch_size": 4,
+        "root": str(root),
+    }
     return ImageFolderData(**{**options, **kwargs})
 
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 import torch
-
 from conftest import run_cli, run_config
+
 from qtrain.errors import ConfigError
 
 FAST = ["debug=fast", "hardware=cpu"]
@@ -27,9 +27,15 @@ FAST = ["debug=fast", "hardware=cpu"]
         (["trainer.monitor=val/f1"], "trainer.monitor=val/f1: use one of val/loss, val/acc"),
         (["train=false"], "ckpt_path=None: train=false evaluates a checkpoint"),
         (["ckpt_path=/no/such/last.pt"], "ckpt_path=/no/such/last.pt: no such file"),
-        (["dataset=mnist", "dataset.root=/no/such/dir", "dataset.download=false"], "dataset.root=/no/such/dir: no mnist IDX files"),
+        (
+            ["dataset=mnist", "dataset.root=/no/such/dir", "dataset.download=false"],
+            "dataset.root=/no/such/dir: no mnist IDX files",
+        ),
         (["dataset=image_folder", "dataset.num_classes=2"], "dataset.root=???: is required"),
-        (["dataset=image_folder", "dataset.root=/no/such/dir", "dataset.num_classes=2"], "dataset.root=/no/such/dir: no such folder"),
+        (
+            ["dataset=image_folder", "dataset.root=/no/such/dir", "dataset.num_classes=2"],
+            "dataset.root=/no/such/dir: no such folder",
+        ),
         (["hardware.device=tpu"], "hardware.device=tpu: use auto, cpu, cuda or cuda:N"),
         (["hardware.amp=fp8"], "hardware.amp=fp8: use null, bf16 or fp16"),
     ],
@@ -64,7 +70,9 @@ def test_foreign_torch_file_is_refused(tmp_path):
 def test_checkpoint_of_another_model_is_refused(tmp_path):
     run_config(tmp_path / "cnn", *FAST)
     last = tmp_path / "cnn" / "checkpoints" / "last.pt"
-    with pytest.raises(ConfigError, match="weights do not fit this model .saved from qtrain.models.simple_cnn.SimpleCNN"):
+    with pytest.raises(
+        ConfigError, match="weights do not fit this model .saved from qtrain.models.simple_cnn.SimpleCNN"
+    ):
         run_config(tmp_path / "resnet", *FAST, "model=resnet", f"ckpt_path={last}")
 
 
@@ -96,7 +104,11 @@ def test_cli_sigterm_writes_last_checkpoint_and_exits(tmp_path):
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "qtrain", "hardware=cpu", "trainer.progress=false", "stages.train.epochs=200"]
     process = subprocess.Popen(
-        [*command, f"hydra.run.dir={run_dir}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [*command, f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     last = run_dir / "checkpoints" / "last.pt"
     deadline = time.time() + 120

@@ -7,7 +7,6 @@ import json
 import math
 
 import pytest
-
 from conftest import run_cli, run_config
 
 

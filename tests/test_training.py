@@ -9,15 +9,20 @@ import signal
 
 import pytest
 import torch
-
 from conftest import run_config, write_mnist_folder
+
 from qtrain.engine import loop
 from qtrain.engine.checkpoint import load_checkpoint, save_checkpoint
 from qtrain.engine.fit import TrainingInterrupted
-from qtrain.errors import ConfigError
 
 # Deterministic CPU runs of a few batches per epoch on digits.
-SHORT = ["hardware=cpu", "trainer.progress=false", "trainer.limit_train_batches=6", "stages.train.epochs=3", "optimizer.lr=5e-3"]
+SHORT = [
+    "hardware=cpu",
+    "trainer.progress=false",
+    "trainer.limit_train_batches=6",
+    "stages.train.epochs=3",
+    "optimizer.lr=5e-3",
+]
 
 
 def read_history(run_dir):
@@ -114,8 +119,14 @@ def test_keep_epoch_checkpoints_keeps_the_newest(tmp_path):
 def test_mnist_idx_files_train_end_to_end(tmp_path):
     write_mnist_folder(tmp_path / "mnist", n_train=400, n_test=100)
     metrics = run_config(
-        tmp_path / "run", "dataset=mnist", f"dataset.root={tmp_path / 'mnist'}", "dataset.download=false",
-        "hardware=cpu", "trainer.progress=false", "stages.train.epochs=3", "dataset.augment.enabled=false",
+        tmp_path / "run",
+        "dataset=mnist",
+        f"dataset.root={tmp_path / 'mnist'}",
+        "dataset.download=false",
+        "hardware=cpu",
+        "trainer.progress=false",
+        "stages.train.epochs=3",
+        "dataset.augment.enabled=false",
     )
     assert metrics["test/acc"] > 0.8  # the label is drawn into each image
 

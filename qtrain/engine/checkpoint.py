@@ -35,7 +35,7 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
         raise ConfigError(key, path, "no such file; give a checkpoints/last.pt (resume) or best.pt (evaluate)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a damaged or foreign file
+    except Exception as error:  # noqa: BLE001 -- torch raises many types for a damaged or foreign file
         raise ConfigError(key, path, f"not a readable checkpoint ({type(error).__name__}: {error})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ConfigError(key, path, f"not a qtrain checkpoint (expected format {FORMAT})")

@@ -98,7 +98,9 @@ class Trainer:
         except RuntimeError as error:
             saved = checkpoint["config"]["model"]["_target_"]
             first_line = str(error).splitlines()[0]
-            raise ConfigError("ckpt_path", path, f"its weights do not fit this model (saved from {saved}): {first_line}") from None
+            raise ConfigError(
+                "ckpt_path", path, f"its weights do not fit this model (saved from {saved}): {first_line}"
+            ) from None
         self.state = TrainState(**checkpoint["state"])
         if not weights_only:
             self.resume_from = checkpoint
@@ -139,7 +141,9 @@ class Trainer:
         steps_per_epoch = math.ceil(batches_per_epoch / self.settings.accumulate_batches)
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = self.make_optimizer(params, lr=stage.lr)
-        scheduler = self.make_scheduler(optimizer, total_steps=epochs * steps_per_epoch, steps_per_epoch=steps_per_epoch)
+        scheduler = self.make_scheduler(
+            optimizer, total_steps=epochs * steps_per_epoch, steps_per_epoch=steps_per_epoch
+        )
         self.options.step_scheduler = not isinstance(scheduler, ReduceLROnPlateau)
         if self.resume_from is not None and self.resume_from["optimizer_stage"] == index:
             optimizer.load_state_dict(self.resume_from["optimizer"])
@@ -153,7 +157,12 @@ class Trainer:
         while self.state.epoch < epochs and not self._stop_early(stage):
             self._run_epoch(name, epochs, optimizer, scheduler, stop)
         self.state.stages.append(
-            {"name": name, "epochs": self.state.epoch, "best": self.state.stage_best, "wall_time_s": self.state.stage_seconds}
+            {
+                "name": name,
+                "epochs": self.state.epoch,
+                "best": self.state.stage_best,
+                "wall_time_s": self.state.stage_seconds,
+            }
         )
         self.state.stage_index = index + 1
         if self.state.best_stage_index == index:  # leave the stage with its best weights
@@ -191,7 +200,9 @@ class Trainer:
                 report=lambda p: bar(p.batches, _bar_text(p)),
             )
         if finished:
-            metrics, _, _ = evaluate(self.forward_model, self.data.eval_batches("val", settings.limit_eval_batches), self.options, "val")
+            metrics, _, _ = evaluate(
+                self.forward_model, self.data.eval_batches("val", settings.limit_eval_batches), self.options, "val"
+            )
         state.stage_seconds += time.perf_counter() - started
         if not finished or stop.requested:
             state.partial = asdict(progress)
@@ -202,7 +213,7 @@ class Trainer:
     def _end_epoch(self, stage_name: str, progress: EpochProgress, metrics: dict, optimizer, scheduler) -> None:
         state, settings = self.state, self.settings
         value = metrics[settings.monitor]
-        better = lambda new, old: old is None or (new > old if settings.monitor_mode == "max" else new < old)  # noqa: E731
+        better = lambda new, old: old is None or (new > old if settings.monitor_mode == "max" else new < old)
         improved_stage = better(value, state.stage_best)
         state.bad_epochs = 0 if improved_stage else state.bad_epochs + 1
         state.stage_best = value if improved_stage else state.stage_best
@@ -256,7 +267,10 @@ class Trainer:
         history = self.state.history
         if not history:
             return {}
-        return {"val/acc_best": max(r["val/acc"] for r in history), "val/loss_best": min(r["val/loss"] for r in history)}
+        return {
+            "val/acc_best": max(r["val/acc"] for r in history),
+            "val/loss_best": min(r["val/loss"] for r in history),
+        }
 
 
 def _bar_text(progress: EpochProgress) -> str:

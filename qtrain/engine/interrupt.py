@@ -22,7 +22,7 @@ class StopRequest:
             raise KeyboardInterrupt
         self.requested = signum
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
