@@ -57,3 +57,37 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(
             "ckpt_path", None, "train=false evaluates a checkpoint: give ckpt_path=<run>/checkpoints/best.pt"
         )
+
+
+# Keys that may change between a run and its resumption: how and where it runs, not what it learns.
+PER_INVOCATION = ("ckpt_path", "train", "test", "objective", "hardware.", "trainer.progress")
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, object]:
+    """Nested dicts as one level of dotted keys: {"a": {"b": 1}} -> {"a.b": 1}."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_resumable(cfg: DictConfig, saved: dict, ckpt_path: str) -> None:
+    """Resuming continues the saved run, so what it learns from must be what it learned from."""
+    now = flatten(OmegaConf.to_container(cfg, resolve=True))
+    before = flatten(saved)
+    changed = sorted(
+        key
+        for key in now.keys() | before.keys()
+        if not key.startswith(PER_INVOCATION) and now.get(key) != before.get(key)
+    )
+    if changed:
+        overrides = " ".join(f"{key}={before.get(key)}" for key in changed)
+        raise ConfigError(
+            "ckpt_path",
+            ckpt_path,
+            f"the checkpoint's run used other settings; resume with the same ones: {overrides} "
+            "(or train=false to only evaluate it)",
+        )

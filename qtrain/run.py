@@ -9,7 +9,7 @@ from hydra.utils import execution_whitelist, instantiate
 from omegaconf import DictConfig
 
 from qtrain import reports
-from qtrain.config_checks import check_config
+from qtrain.config_checks import check_config, check_resumable
 from qtrain.engine.checkpoint import load_checkpoint
 from qtrain.engine.fit import Trainer
 from qtrain.engine.hardware import (
@@ -43,6 +43,8 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     device = resolve_device(cfg.hardware.device)
     configure_backends(cfg.hardware.deterministic, cfg.hardware.cudnn_benchmark)
     checkpoint = load_checkpoint(cfg.ckpt_path) if cfg.ckpt_path else None
+    if checkpoint is not None and cfg.train:
+        check_resumable(cfg, checkpoint["config"], cfg.ckpt_path)
     data = instantiate(cfg.dataset)
     data.setup(device)
     log.info(

@@ -73,7 +73,7 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
     with pytest.raises(
         ConfigError, match="weights do not fit this model .saved from qtrain.models.simple_cnn.SimpleCNN"
     ):
-        run_config(tmp_path / "resnet", *FAST, "model=resnet", f"ckpt_path={last}")
+        run_config(tmp_path / "resnet", *FAST, "model=resnet", "train=false", f"ckpt_path={last}")
 
 
 def test_cli_prints_one_line_and_exits_non_zero(tmp_path):
@@ -120,3 +120,13 @@ def test_cli_sigterm_writes_last_checkpoint_and_exits(tmp_path):
     assert f"resume with ckpt_path={last}" in output
     state = torch.load(last, weights_only=True)
     assert 0 < state["state"]["global_step"] < 200 * 39
+
+
+def test_resume_with_other_settings_names_the_ones_to_use(tmp_path):
+    run_config(tmp_path / "first", *FAST, "optimizer.lr=0.003")
+    last = tmp_path / "first" / "checkpoints" / "last.pt"
+    with pytest.raises(ConfigError) as error:
+        run_config(tmp_path / "again", *FAST, "model=simple_cnn", f"ckpt_path={last}")
+    assert str(error.value).startswith(f"ckpt_path={last}: the checkpoint's run used other settings")
+    assert "optimizer.lr=0.003 stages.train.lr=0.003" in str(error.value)
+    run_config(tmp_path / "again", *FAST, "optimizer.lr=0.003", f"ckpt_path={last}")  # the same settings resume
