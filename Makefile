@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test lint format clean mlflow-ui
+.PHONY: install run test lint format bench clean mlflow-ui
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ lint: $(INSTALLED)
 format: $(INSTALLED)
 	$(VENV)/bin/ruff check --fix qtrain tests
 	$(VENV)/bin/ruff format qtrain tests
+
+bench: $(INSTALLED)  ## input-pipeline efficiency; tables in benchmarks/results/
+	$(PY) benchmarks/input_pipeline.py
 
 mlflow-ui: $(INSTALLED)  ## browse runs at http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
