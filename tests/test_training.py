@@ -167,3 +167,17 @@ def test_schedules_follow_their_shape(tmp_path):
     stepped = lrs(lambda o, **k: schedulers.step(o, **k, step_epochs=2, gamma=0.1))
     assert stepped[9] == 1.0 and stepped[10] == pytest.approx(0.1)
     assert set(lrs(schedulers.constant)) == {1.0}
+
+
+def test_a_resumed_run_carries_the_best_checkpoint_on(tmp_path, monkeypatch):
+    # A vanishing lr: val/acc peaks in epoch 1, so the resumed epochs never write a best.pt of their own.
+    overrides = [*SHORT, "optimizer.lr=1e-12"]
+    interrupt_after(monkeypatch, 9)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        run_config(tmp_path / "cut", *overrides)
+    monkeypatch.undo()
+    run_config(tmp_path / "resumed", *overrides, f"ckpt_path={stopped.value.checkpoint}")
+    before = load_checkpoint(tmp_path / "cut" / "checkpoints" / "best.pt")
+    after = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "best.pt")
+    assert before["state"]["history"] == after["state"]["history"]  # the same file: epoch 1's best
+    assert all(torch.equal(before["model"][k], after["model"][k]) for k in before["model"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,17 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ConfigError(key, path, f"not a qtrain checkpoint (expected format {FORMAT})")
     return state
+
+
+def copy_checkpoint(source: Path, target: Path) -> None:
+    """Copy through a temporary file and a rename, like `save_checkpoint`."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def prune_epoch_checkpoints(folder: Path, keep: int) -> None:

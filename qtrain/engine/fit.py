@@ -18,7 +18,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from qtrain.engine.checkpoint import prune_epoch_checkpoints, restore_rng_states, rng_states, save_checkpoint
+from qtrain.engine.checkpoint import (
+    copy_checkpoint,
+    prune_epoch_checkpoints,
+    restore_rng_states,
+    rng_states,
+    save_checkpoint,
+)
 from qtrain.engine.interrupt import StopRequest
 from qtrain.engine.loop import EpochProgress, StepOptions, evaluate, train_epoch
 from qtrain.errors import ConfigError
@@ -105,6 +111,16 @@ class Trainer:
         if not weights_only:
             self.resume_from = checkpoint
             restore_rng_states(checkpoint["rng"])
+            self._adopt_best(Path(path).expanduser().with_name("best.pt"))
+
+    def _adopt_best(self, best: Path) -> None:
+        """A resumed run carries on the interrupted run's best.pt, the reference for
+        improvement and the weights that are tested if nothing beats them."""
+        if best.is_file():
+            copy_checkpoint(best, self.checkpoints / "best.pt")
+        elif self.state.best is not None:
+            log.warning("no best.pt beside %s: the best weights so far are lost; tracking starts anew", best.parent)
+            self.state.best = self.state.best_stage_index = None
 
     def _save(self, name: str, optimizer, scheduler, optimizer_stage: int) -> Path:
         path = self.checkpoints / name
