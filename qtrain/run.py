@@ -77,7 +77,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         trainer.load_best()
     metrics = trainer.summary()
     if cfg.test:
-        metrics |= test(trainer, data, run_dir)
+        metrics |= report_test_split(trainer, data, run_dir)
     reports.write_metrics(run_dir, metrics, trainer.state.stages)
     reports.write_history(run_dir, trainer.state.history)
     reports.plot_learning_curves(run_dir, trainer.state.history)
@@ -86,7 +86,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     return metrics
 
 
-def test(trainer: Trainer, data, run_dir: Path) -> dict[str, float]:
+def report_test_split(trainer: Trainer, data, run_dir: Path) -> dict[str, float]:
     """Test-split metrics of the trainer's current weights, with report.txt and the confusion plot."""
     metrics, predicted, target = trainer.test()
     predicted, target = predicted.numpy(), target.numpy()

@@ -51,6 +51,7 @@ def epoch_bar(description: str, total: int, enabled: bool):
 
 
 def print_summary(metrics: dict[str, float], stages: list[dict]) -> None:
+    """The results table, on standard output (the log and the bars go to standard error)."""
     table = Table(title="qtrain results", show_header=True, header_style="bold")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -60,4 +61,4 @@ def print_summary(metrics: dict[str, float], stages: list[dict]) -> None:
         table.add_row(
             f"stage {stage['name']}", f"{stage['epochs']} epochs, best {stage['best']:.4f}, {stage['wall_time_s']:.1f}s"
         )
-    console.print(table)
+    Console().print(table)

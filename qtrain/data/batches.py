@@ -1,0 +1,97 @@
+"""Batching of in-memory tensors: shuffled, augmented on the tensors' device, resumable.
+
+Small datasets (digits, MNIST, Fashion-MNIST, CIFAR-10) sit as one tensor on the
+training device; a batch is one index operation, with no per-sample Python
+`__getitem__` and no worker processes. The order of an epoch and every random
+augmentation are functions of (seed, epoch, batch), so a run resumed in the middle
+of an epoch sees exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order of the samples in `epoch`, the same in every process that asks."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator)
+
+
+@dataclass(frozen=True)
+class BatchAugment:
+    """Random affine (rotation, translation, scale) and horizontal flip, drawn per sample.
+
+    Written by hand because torchvision's transforms draw one set of parameters per
+    call, i.e. one for the whole batch; here each sample gets its own, in one
+    `grid_sample` call on the batch's device.
+    """
+
+    rotate_deg: float = 0.0
+    translate: float = 0.0
+    scale: float = 0.0
+    hflip: bool = False
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        b = x.shape[0]
+
+        def uniform(low: float, high: float) -> torch.Tensor:
+            return low + (high - low) * torch.rand(b, generator=generator)
+
+        angle = uniform(-self.rotate_deg, self.rotate_deg) * math.pi / 180
+        zoom = uniform(1 - self.scale, 1 + self.scale)
+        shift = torch.stack([uniform(-self.translate, self.translate) * 2 for _ in range(2)], 1)
+        flip = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0) if self.hflip else 1.0
+        cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+        theta = torch.stack(
+            [torch.stack([cos * flip, -sin, shift[:, 0]], 1), torch.stack([sin * flip, cos, shift[:, 1]], 1)],
+            1,
+        ).to(device=x.device, dtype=x.dtype)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        # Pad with each image's own minimum, the background of normalized images.
+        background = x.amin(dim=(1, 2, 3), keepdim=True)
+        return F.grid_sample(x - background, grid, align_corners=False) + background
+
+
+class TensorBatches:
+    """Iterable of (x, y) batches over tensors, in the order of one epoch.
+
+    `skip` drops the first batches of the epoch (resuming mid-epoch); `limit` caps the
+    number of batches (debug runs).
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        order: torch.Tensor | None = None,
+        augment: BatchAugment | None = None,
+        seed: int = 0,
+        epoch: int = 0,
+        skip: int = 0,
+        limit: int | None = None,
+    ):
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.order = order.to(x.device) if order is not None else None
+        self.augment, self.seed, self.epoch, self.skip = augment, seed, epoch, skip
+        total = math.ceil(len(x) / batch_size)
+        self.stop = total if limit is None else min(total, limit)
+
+    def __len__(self) -> int:
+        return max(self.stop - self.skip, 0)
+
+    def __iter__(self):
+        for i in range(self.skip, self.stop):
+            index = slice(i * self.batch_size, (i + 1) * self.batch_size)
+            if self.order is not None:
+                index = self.order[index]
+            x, y = self.x[index], self.y[index]
+            if self.augment is not None:
+                generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 100_003 + i)
+                x = self.augment(x, generator)
+            yield x, y

@@ -1,0 +1,116 @@
+"""Datasets small enough to live as tensors on the training device.
+
+A subclass only reads its files (`load`); this base splits off validation (stratified,
+seeded), converts channels, resizes once, normalizes with the training split's
+statistics and serves batches through `TensorBatches`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.model_selection import train_test_split
+
+from qtrain.data.batches import BatchAugment, TensorBatches, epoch_permutation
+from qtrain.errors import ConfigError
+
+
+@dataclass
+class RawSplits:
+    """What a dataset's files hold: images (N, C, H, W) in [0, 1] and integer labels."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray | None  # None: the dataset has no official test split
+    test_y: np.ndarray | None
+    class_names: list[str]
+
+
+class InMemoryImageData:
+    """Base of the in-memory datasets; the config keys are the constructor's arguments."""
+
+    def __init__(
+        self,
+        name: str,
+        num_classes: int,
+        in_channels: int,
+        image_size: int,
+        batch_size: int,
+        root: str | None = None,
+        download: bool = False,
+        split_seed: int = 0,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        augment: dict | None = None,
+    ):
+        self.name, self.num_classes, self.in_channels = name, num_classes, in_channels
+        self.image_size, self.batch_size = image_size, batch_size
+        self.root, self.download = root, download
+        self.split_seed, self.val_fraction, self.test_fraction = split_seed, val_fraction, test_fraction
+        options = dict(augment or {})
+        self.augment = BatchAugment(**options) if options.pop("enabled", False) else None
+        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.class_names: list[str] = []
+
+    def load(self) -> RawSplits:
+        raise NotImplementedError
+
+    def setup(self, device: torch.device | str = "cpu") -> None:
+        raw = self.load()
+        check_num_classes(self.num_classes, len(raw.class_names), self.name)
+        self.class_names = raw.class_names
+        train_x, train_y, test_x, test_y = raw.train_x, raw.train_y, raw.test_x, raw.test_y
+        if test_x is None:
+            train_x, test_x, train_y, test_y = self._split(train_x, train_y, self.test_fraction)
+        train_x, val_x, train_y, val_y = self._split(train_x, train_y, self.val_fraction)
+        arrays = {"train": (train_x, train_y), "val": (val_x, val_y), "test": (test_x, test_y)}
+        tensors = {split: (self._images(x), torch.as_tensor(y, dtype=torch.long)) for split, (x, y) in arrays.items()}
+        train_images = tensors["train"][0]
+        mean = train_images.mean(dim=(0, 2, 3), keepdim=True)
+        std = train_images.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+        self.splits = {
+            split: (((x - mean) / std).to(device), y.to(device)) for split, (x, y) in tensors.items()
+        }
+
+    def _split(self, x: np.ndarray, y: np.ndarray, fraction: float):
+        return train_test_split(x, y, test_size=fraction, stratify=y, random_state=self.split_seed)
+
+    def _images(self, x: np.ndarray) -> torch.Tensor:
+        images = torch.as_tensor(x, dtype=torch.float32)
+        images = convert_channels(images, self.in_channels)
+        if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
+            images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", antialias=True)
+        return images
+
+    def size(self, split: str) -> int:
+        return len(self.splits[split][1])
+
+    def train_batches(self, epoch: int, skip: int = 0, limit: int | None = None) -> TensorBatches:
+        x, y = self.splits["train"]
+        order = epoch_permutation(len(y), self.split_seed, epoch)
+        return TensorBatches(x, y, self.batch_size, order, self.augment, self.split_seed, epoch, skip, limit)
+
+    def eval_batches(self, split: str, limit: int | None = None) -> TensorBatches:
+        x, y = self.splits[split]
+        return TensorBatches(x, y, self.batch_size, limit=limit)
+
+
+def convert_channels(images: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """Grayscale to RGB by repetition, RGB to grayscale by the luma weights."""
+    channels = images.shape[1]
+    if channels == in_channels:
+        return images
+    if channels == 1:
+        return images.expand(-1, in_channels, -1, -1).contiguous()
+    if channels == 3 and in_channels == 1:
+        weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        return (images * weights).sum(dim=1, keepdim=True)
+    raise ConfigError("dataset.in_channels", in_channels, f"images have {channels} channels; use 1 or 3")
+
+
+def check_num_classes(configured: int, found: int, dataset: str) -> None:
+    if configured != found:
+        raise ConfigError("dataset.num_classes", configured, f"the {dataset} data has {found} classes; set {found}")
