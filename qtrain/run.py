@@ -41,6 +41,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     print_config_tree(cfg)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.hardware.device)
+    autocast = autocast_factory(device, cfg.hardware.amp)
     configure_backends(cfg.hardware.deterministic, cfg.hardware.cudnn_benchmark)
     checkpoint = load_checkpoint(cfg.ckpt_path) if cfg.ckpt_path else None
     if checkpoint is not None and cfg.train:
@@ -64,7 +65,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         stages=cfg.stages,
         settings=cfg.trainer,
         device=device,
-        autocast=autocast_factory(device, cfg.hardware.amp),
+        autocast=autocast,
         scaler=grad_scaler(device, cfg.hardware.amp),
         run_dir=run_dir,
         config=cfg,
