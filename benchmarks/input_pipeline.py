@@ -23,7 +23,7 @@ from qtrain.data.batches import BatchAugment, TensorBatches, epoch_permutation
 from qtrain.data.digits import DigitsData
 from qtrain.engine.hardware import autocast_factory, grad_scaler
 from qtrain.engine.interrupt import StopRequest
-from qtrain.engine.loop import EpochProgress, StepOptions, train_epoch
+from qtrain.engine.loop import EpochProgress, StepOptions, optimizer_step, train_epoch
 from qtrain.engine.schedulers import constant
 from qtrain.models.simple_cnn import SimpleCNN
 
@@ -38,17 +38,17 @@ def pipeline_rate(model, make_batches, options, epoch) -> float:
 
 
 def compute_rate(model, batches, options) -> float:
-    """The same steps on one batch that is already there: no indexing, no augmentation."""
+    """The same optimizer steps (clipping included) on one batch that is already there:
+    no indexing, no augmentation, no running metrics."""
     x, y = next(iter(batches))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scheduler = constant(optimizer, 1, 1)
     model.train()
     start = time.perf_counter()
     samples = 0
     for _ in range(len(batches)):
-        loss = options.criterion(model(x), y)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        options.criterion(model(x), y).backward()
+        optimizer_step(model, optimizer, scheduler, options)
         samples += len(y)
     return samples / (time.perf_counter() - start)
 

@@ -155,10 +155,10 @@ def test_augmented_batches_are_reproducible_per_batch():
 
 def test_augment_with_no_change_is_the_identity_and_samples_differ():
     x = torch.randn(4, 1, 10, 10)
-    generator = torch.Generator().manual_seed(0)
-    torch.testing.assert_close(BatchAugment()(x, generator), x, atol=1e-5, rtol=0)
+    rng = np.random.default_rng(0)
+    torch.testing.assert_close(BatchAugment()(x, rng), x, atol=1e-5, rtol=0)
     same = x[:1].expand(6, -1, -1, -1)
-    out = BatchAugment(rotate_deg=30, translate=0.2)(same, generator)
+    out = BatchAugment(rotate_deg=30, translate=0.2)(same, rng)
     assert len({tuple(o.flatten().round(decimals=3).tolist()) for o in out}) == 6  # one draw per sample
 
 
@@ -212,3 +212,12 @@ def test_image_folder_without_images_is_refused(tmp_path):
 def test_image_folder_missing_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="dataset.root=.*/nope: no such folder"):
         folder(tmp_path / "nope").setup("cpu")
+
+
+def test_hflip_alone_mirrors_about_half_the_images():
+    x = torch.randn(64, 1, 6, 6)
+    out = BatchAugment(hflip=True)(x, np.random.default_rng(1))
+    mirrored = [torch.allclose(o, i.flip(-1), atol=1e-5) for o, i in zip(out, x)]
+    unchanged = [torch.allclose(o, i, atol=1e-5) for o, i in zip(out, x)]
+    assert all(m != u for m, u in zip(mirrored, unchanged))  # each one or the other
+    assert 16 < sum(mirrored) < 48

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -36,21 +37,18 @@ class BatchAugment:
     scale: float = 0.0
     hflip: bool = False
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        b = x.shape[0]
-
-        def uniform(low: float, high: float) -> torch.Tensor:
-            return low + (high - low) * torch.rand(b, generator=generator)
-
-        angle = uniform(-self.rotate_deg, self.rotate_deg) * math.pi / 180
-        zoom = uniform(1 - self.scale, 1 + self.scale)
-        shift = torch.stack([uniform(-self.translate, self.translate) * 2 for _ in range(2)], 1)
-        flip = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0) if self.hflip else 1.0
-        cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-        theta = torch.stack(
-            [torch.stack([cos * flip, -sin, shift[:, 0]], 1), torch.stack([sin * flip, cos, shift[:, 1]], 1)],
-            1,
-        ).to(device=x.device, dtype=x.dtype)
+    def __call__(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        # The parameters are drawn and assembled in NumPy: for small images, a dozen tiny
+        # torch ops would cost more than the sampling itself.
+        u = rng.uniform(-1.0, 1.0, size=(len(x), 5))
+        angle = np.deg2rad(self.rotate_deg) * u[:, 0]
+        zoom = 1 + self.scale * u[:, 1]
+        flip = np.where(u[:, 4] < 0, -1.0, 1.0) if self.hflip else 1.0
+        cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
+        theta = np.empty((len(x), 2, 3), dtype=np.float32)
+        theta[:, 0] = np.stack([cos * flip, -sin, 2 * self.translate * u[:, 2]], 1)
+        theta[:, 1] = np.stack([sin * flip, cos, 2 * self.translate * u[:, 3]], 1)
+        theta = torch.from_numpy(theta).to(device=x.device, dtype=x.dtype)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         # Pad with each image's own minimum, the background of normalized images.
         background = x.amin(dim=(1, 2, 3), keepdim=True)
@@ -92,6 +90,5 @@ class TensorBatches:
                 index = self.order[index]
             x, y = self.x[index], self.y[index]
             if self.augment is not None:
-                generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 100_003 + i)
-                x = self.augment(x, generator)
+                x = self.augment(x, np.random.default_rng((self.seed, self.epoch, i)))
             yield x, y

@@ -45,8 +45,9 @@ def find_idx_files(folders: list[Path]) -> dict[str, Path] | None:
     for folder in folders:
         found = {}
         for key, stem in FILES.items():
-            candidates = [folder / stem, folder / f"{stem}.gz"]
-            found.update({key: p for p in candidates if p.is_file()})
+            existing = [p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()]
+            if existing:
+                found[key] = existing[0]
         if len(found) == len(FILES):
             return found
     return None
@@ -57,7 +58,7 @@ class IdxImageData(InMemoryImageData):
     `<root>/<torchvision_name>/raw`; downloads through torchvision if `download` is set."""
 
     torchvision_name: str = ""
-    classes: list[str] = []
+    classes: tuple[str, ...] = ()
 
     def load(self) -> RawSplits:
         root = Path(self.root or "data").expanduser()
@@ -92,9 +93,9 @@ class IdxImageData(InMemoryImageData):
 
 class MNISTData(IdxImageData):
     torchvision_name = "MNIST"
-    classes = [str(i) for i in range(10)]
+    classes = tuple(str(i) for i in range(10))
 
 
 class FashionMNISTData(IdxImageData):
     torchvision_name = "FashionMNIST"
-    classes = list(torchvision.datasets.FashionMNIST.classes)
+    classes = tuple(torchvision.datasets.FashionMNIST.classes)

@@ -85,7 +85,9 @@ class ImageFolderData:
             if base != root and folder.is_dir():
                 view = self._folder(folder, False)
                 if view.classes != train_view.classes:
-                    raise ConfigError("dataset.root", root, f"{folder} has classes {view.classes}, train/ has {train_view.classes}")
+                    raise ConfigError(
+                        "dataset.root", root, f"{folder} has classes {view.classes}, train/ has {train_view.classes}"
+                    )
                 held_out[split] = Subset(view, range(len(view)))
                 continue
             indices, split_indices = train_test_split(

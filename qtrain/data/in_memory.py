@@ -71,9 +71,7 @@ class InMemoryImageData:
         train_images = tensors["train"][0]
         mean = train_images.mean(dim=(0, 2, 3), keepdim=True)
         std = train_images.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-        self.splits = {
-            split: (((x - mean) / std).to(device), y.to(device)) for split, (x, y) in tensors.items()
-        }
+        self.splits = {split: (((x - mean) / std).to(device), y.to(device)) for split, (x, y) in tensors.items()}
 
     def _split(self, x: np.ndarray, y: np.ndarray, fraction: float):
         return train_test_split(x, y, test_size=fraction, stratify=y, random_state=self.split_seed)
