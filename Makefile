@@ -24,12 +24,12 @@ test: $(INSTALLED)
 	$(PY) -m pytest
 
 lint: $(INSTALLED)
-	$(VENV)/bin/ruff check qtrain tests
-	$(VENV)/bin/ruff format --check qtrain tests
+	$(VENV)/bin/ruff check qtrain tests benchmarks
+	$(VENV)/bin/ruff format --check qtrain tests benchmarks
 
 format: $(INSTALLED)
-	$(VENV)/bin/ruff check --fix qtrain tests
-	$(VENV)/bin/ruff format qtrain tests
+	$(VENV)/bin/ruff check --fix qtrain tests benchmarks
+	$(VENV)/bin/ruff format qtrain tests benchmarks
 
 bench: $(INSTALLED)  ## input-pipeline efficiency; tables in benchmarks/results/
 	$(PY) benchmarks/input_pipeline.py
