@@ -19,8 +19,7 @@ import torch.nn.functional as F
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The order of the samples in `epoch`, the same in every process that asks."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=generator)
+    return torch.from_numpy(np.random.default_rng((seed, epoch)).permutation(n))
 
 
 @dataclass(frozen=True)
