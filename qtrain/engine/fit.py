@@ -226,11 +226,13 @@ class Trainer:
             raise TrainingInterrupted(stop.requested, path)
         self._end_epoch(stage_name, progress, metrics, optimizer, scheduler)
 
+    def _better(self, new: float, old: float | None) -> bool:
+        return old is None or (new > old if self.settings.monitor_mode == "max" else new < old)
+
     def _end_epoch(self, stage_name: str, progress: EpochProgress, metrics: dict, optimizer, scheduler) -> None:
         state, settings = self.state, self.settings
         value = metrics[settings.monitor]
-        better = lambda new, old: old is None or (new > old if settings.monitor_mode == "max" else new < old)
-        improved_stage = better(value, state.stage_best)
+        improved_stage = self._better(value, state.stage_best)
         state.bad_epochs = 0 if improved_stage else state.bad_epochs + 1
         state.stage_best = value if improved_stage else state.stage_best
         row = {
@@ -247,7 +249,7 @@ class Trainer:
         state.epoch += 1
         state.partial = None
         state.history.append(row)
-        if better(value, state.best):
+        if self._better(value, state.best):
             state.best, state.best_stage_index = value, state.stage_index
             self._save("best.pt", optimizer, scheduler, state.stage_index)
         self._save("last.pt", optimizer, scheduler, state.stage_index)
