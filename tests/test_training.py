@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import signal
@@ -181,3 +182,12 @@ def test_a_resumed_run_carries_the_best_checkpoint_on(tmp_path, monkeypatch):
     after = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "best.pt")
     assert before["state"]["history"] == after["state"]["history"]  # the same file: epoch 1's best
     assert all(torch.equal(before["model"][k], after["model"][k]) for k in before["model"])
+
+
+def test_compiled_model_trains_and_checkpoints_plain_weights(tmp_path, monkeypatch):
+    # Inductor needs a minute on this CPU; the eager backend yields the same wrapper in seconds.
+    compile_eager = functools.partial(torch.compile, backend="eager")
+    monkeypatch.setattr("qtrain.engine.hardware.torch.compile", compile_eager)
+    run_config(tmp_path, "debug=fast", "hardware=cpu", "hardware.compile=true")
+    weights = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["model"]
+    assert weights and not any(key.startswith("_orig_mod.") for key in weights)

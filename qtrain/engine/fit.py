@@ -78,7 +78,7 @@ class Trainer:
     ):
         if settings.monitor not in EVAL_METRICS:
             raise ConfigError("trainer.monitor", settings.monitor, f"use one of {', '.join(EVAL_METRICS)}")
-        self.model, self.forward_model = model, compiled or model
+        self.model, self.forward_model = model, model if compiled is None else compiled
         self.data, self.stages, self.settings = data, stages, settings
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.device, self.run_dir, self.config = device, run_dir, config
