@@ -221,3 +221,9 @@ def test_hflip_alone_mirrors_about_half_the_images():
     unchanged = [torch.allclose(o, i, atol=1e-5) for o, i in zip(out, x)]
     assert all(m != u for m, u in zip(mirrored, unchanged))  # each one or the other
     assert 16 < sum(mirrored) < 48
+
+
+def test_image_folder_cannot_download(tmp_path):
+    write_image_folder(tmp_path)
+    with pytest.raises(ConfigError, match="dataset.download=True: an image folder cannot be downloaded"):
+        folder(tmp_path, download=True).setup("cpu")

@@ -15,50 +15,36 @@ from torchvision import datasets
 from torchvision.transforms import v2
 
 from qtrain.data.batches import epoch_permutation
-from qtrain.data.in_memory import check_num_classes
+from qtrain.data.image_data import ImageData
 from qtrain.errors import ConfigError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 LAYOUT = "one sub-folder of images per class, or train/ (and optional val/, test/) folders of those"
 
 
-class ImageFolderData:
+class ImageFolderData(ImageData):
     def __init__(
         self,
-        name: str,
-        num_classes: int,
-        in_channels: int,
-        image_size: int,
-        batch_size: int,
-        root: str | None = None,
-        download: bool = False,
-        split_seed: int = 0,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        augment: dict | None = None,
         mean: list[float] = IMAGENET_MEAN,
         std: list[float] = IMAGENET_STD,
         num_workers: int = 0,
         pin_memory: bool = False,
+        **keys,
     ):
-        if download:
-            raise ConfigError("dataset.download", download, "an image folder cannot be downloaded; use false")
-        self.name, self.num_classes, self.in_channels = name, num_classes, in_channels
-        self.image_size, self.batch_size, self.root = image_size, batch_size, root
-        self.split_seed, self.val_fraction, self.test_fraction = split_seed, val_fraction, test_fraction
-        self.augment = dict(augment or {})
-        self.mean, self.std = list(mean)[:in_channels], list(std)[:in_channels]
+        super().__init__(**keys)
+        self.mean, self.std = list(mean)[: self.in_channels], list(std)[: self.in_channels]
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.splits: dict[str, Subset] = {}
-        self.class_names: list[str] = []
 
     def _transform(self, train: bool) -> v2.Compose:
         size = self.image_size
         steps = [v2.ToImage(), v2.Grayscale() if self.in_channels == 1 else v2.RGB()]
-        if train and self.augment.get("enabled", False):
-            steps += [v2.RandomResizedCrop(size, scale=(1 - self.augment.get("scale", 0.2), 1.0), antialias=True)]
-            steps += [v2.RandomRotation(self.augment.get("rotate_deg", 0.0))]
-            steps += [v2.RandomHorizontalFlip()] if self.augment.get("hflip", False) else []
+        if train and self.augment_options.get("enabled", False):
+            steps += [
+                v2.RandomResizedCrop(size, scale=(1 - self.augment_options.get("scale", 0.2), 1.0), antialias=True)
+            ]
+            steps += [v2.RandomRotation(self.augment_options.get("rotate_deg", 0.0))]
+            steps += [v2.RandomHorizontalFlip()] if self.augment_options.get("hflip", False) else []
         else:
             steps += [v2.Resize(size, antialias=True), v2.CenterCrop(size)]
         return v2.Compose(steps + [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)])
@@ -70,12 +56,14 @@ class ImageFolderData:
             raise ConfigError("dataset.root", self.root, f"{error}; expected {LAYOUT}") from None
 
     def setup(self, device: torch.device | str = "cpu") -> None:
+        if self.download:
+            raise ConfigError("dataset.download", self.download, "an image folder cannot be downloaded; use false")
         root = Path(self.root or "").expanduser()
         if not self.root or not root.is_dir():
             raise ConfigError("dataset.root", self.root, f"no such folder; point it at {LAYOUT}")
         base = root / "train" if (root / "train").is_dir() else root
         train_view, eval_view = self._folder(base, True), self._folder(base, False)
-        check_num_classes(self.num_classes, len(train_view.classes), self.name)
+        self.check_num_classes(len(train_view.classes))
         self.class_names = train_view.classes
         indices = list(range(len(train_view.targets)))
         targets = train_view.targets

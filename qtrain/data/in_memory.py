@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 
 from qtrain.data.batches import BatchAugment, TensorBatches, epoch_permutation
+from qtrain.data.image_data import ImageData
 from qtrain.errors import ConfigError
 
 
@@ -29,38 +30,21 @@ class RawSplits:
     class_names: list[str]
 
 
-class InMemoryImageData:
-    """Base of the in-memory datasets; the config keys are the constructor's arguments."""
+class InMemoryImageData(ImageData):
+    """Base of the in-memory datasets; subclasses implement `load`."""
 
-    def __init__(
-        self,
-        name: str,
-        num_classes: int,
-        in_channels: int,
-        image_size: int,
-        batch_size: int,
-        root: str | None = None,
-        download: bool = False,
-        split_seed: int = 0,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        augment: dict | None = None,
-    ):
-        self.name, self.num_classes, self.in_channels = name, num_classes, in_channels
-        self.image_size, self.batch_size = image_size, batch_size
-        self.root, self.download = root, download
-        self.split_seed, self.val_fraction, self.test_fraction = split_seed, val_fraction, test_fraction
-        options = dict(augment or {})
+    def __init__(self, **keys):
+        super().__init__(**keys)
+        options = dict(self.augment_options)
         self.augment = BatchAugment(**options) if options.pop("enabled", False) else None
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.class_names: list[str] = []
 
     def load(self) -> RawSplits:
         raise NotImplementedError
 
     def setup(self, device: torch.device | str = "cpu") -> None:
         raw = self.load()
-        check_num_classes(self.num_classes, len(raw.class_names), self.name)
+        self.check_num_classes(len(raw.class_names))
         self.class_names = raw.class_names
         train_x, train_y, test_x, test_y = raw.train_x, raw.train_y, raw.test_x, raw.test_y
         if test_x is None:
@@ -107,8 +91,3 @@ def convert_channels(images: torch.Tensor, in_channels: int) -> torch.Tensor:
         weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
         return (images * weights).sum(dim=1, keepdim=True)
     raise ConfigError("dataset.in_channels", in_channels, f"images have {channels} channels; use 1 or 3")
-
-
-def check_num_classes(configured: int, found: int, dataset: str) -> None:
-    if configured != found:
-        raise ConfigError("dataset.num_classes", configured, f"the {dataset} data has {found} classes; set {found}")
