@@ -7,7 +7,8 @@ from torch import nn
 
 class SimpleCNN(nn.Module):
     """conv(3x3) -> relu -> pool -> conv(3x3) -> relu -> pool -> dropout -> fc -> relu
-    -> dropout -> fc; for 28x28 MNIST, 421,642 parameters."""
+    -> dropout -> fc; for 28x28 MNIST, 421,642 parameters. With num_classes=0 the last
+    fc is left off and the network is an encoder of `hidden` features."""
 
     def __init__(
         self,
@@ -31,13 +32,10 @@ class SimpleCNN(nn.Module):
             nn.MaxPool2d(2),
             nn.Dropout(dropout_conv),
         )
-        self.classifier = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(c2 * side * side, hidden),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout_fc),
-            nn.Linear(hidden, num_classes),
-        )
+        layers = [nn.Flatten(), nn.Linear(c2 * side * side, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout_fc)]
+        # num_classes=0 leaves the classifier off (timm's convention): an encoder of `hidden` features
+        self.classifier = nn.Sequential(*layers, *([nn.Linear(hidden, num_classes)] if num_classes else []))
+        self.num_features = hidden
 
     def forward(self, x):
         return self.classifier(self.features(x))

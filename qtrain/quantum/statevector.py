@@ -23,8 +23,8 @@ import numpy as np
 import sympy
 import torch
 from qiskit import QuantumCircuit, transpile
-from qiskit.converters import circuit_to_dag
 from qiskit.circuit import ParameterExpression
+from qiskit.converters import circuit_to_dag
 from qiskit.quantum_info import SparsePauliOp
 from torch import nn
 

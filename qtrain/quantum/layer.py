@@ -1,0 +1,129 @@
+"""`QuantumLayer`: a parameterized qiskit circuit as a torch module, on one of three backends."""
+
+from __future__ import annotations
+
+import math
+
+import psutil
+import torch
+from torch import nn
+
+from qtrain.errors import ConfigError
+from qtrain.quantum.circuits import build_circuit, build_observables
+
+BACKENDS = ("torch", "qiskit", "aer")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class QuantumLayer(nn.Module):
+    """Maps (batch, n_inputs) to (batch, n_observables) expectation values.
+
+    `.circuit` is the qiskit circuit, `.input_params` / `.weight_params` its parameters
+    in order, `.observables` the SparsePauliOps, `.weights` one Parameter ordered like
+    `.weight_params`. The state dict holds only `weights`, so a layer trained on one
+    backend loads on any other.
+
+    Backends: `torch` simulates the circuit as an exact batched statevector in torch
+    (autograd, CPU or CUDA, `dtype` float32 or float64); `qiskit` runs
+    qiskit-machine-learning's EstimatorQNN (exact StatevectorEstimator, parameter-shift
+    gradients) through TorchConnector, the reference; `aer` runs qiskit-aer's
+    EstimatorV2 with shots and an optional noise model (`noise`: {"depolarizing":
+    [p1, p2]} or {"device": "FakeManilaV2"} from qiskit-ibm-runtime's fake provider).
+    `shots` (null = exact) adds sampling noise on `torch` and `aer`.
+    """
+
+    def __init__(
+        self,
+        n_qubits: int = 4,
+        feature_map: str = "zz",
+        ansatz: str = "real_amplitudes",
+        reps: int = 2,
+        entanglement: str = "linear",
+        observables="z",
+        backend: str = "torch",
+        shots: int | None = None,
+        feature_map_reps: int = 1,
+        reupload: int = 1,
+        dtype: str = "float32",
+        noise: dict | None = None,
+        seed: int | None = None,
+    ):
+        super().__init__()
+        if backend not in BACKENDS:
+            raise ConfigError("model.quantum.backend", backend, f"use one of {', '.join(BACKENDS)}")
+        if dtype not in DTYPES:
+            raise ConfigError("model.quantum.dtype", dtype, f"use one of {', '.join(DTYPES)}")
+        if shots is not None and (not isinstance(shots, int) or shots < 1):
+            raise ConfigError("model.quantum.shots", shots, "use null (exact) or a positive integer")
+        if backend == "torch":
+            check_memory(n_qubits, DTYPES[dtype])
+        self.circuit, self.input_params, self.weight_params = build_circuit(
+            n_qubits, feature_map, ansatz, reps, entanglement, feature_map_reps, reupload
+        )
+        self.observables = build_observables(observables, n_qubits)
+        self.backend, self.shots, self.dtype = backend, shots, DTYPES[dtype]
+        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        initial = torch.empty(len(self.weight_params), dtype=self.dtype).uniform_(-1, 1)
+        if backend == "torch":
+            from qtrain.quantum.statevector import PauliExpectations, TorchStatevector
+
+            self.simulator = TorchStatevector(self.circuit, self.input_params, self.weight_params)
+            self.expectations = PauliExpectations(self.observables)
+            self.weights = nn.Parameter(initial)
+        else:
+            from qtrain.quantum.qiskit_backends import torch_connector
+
+            connector = torch_connector(self, backend, noise, seed, initial)
+            object.__setattr__(self, "connector", connector)  # not a submodule: `weights` is the only state
+            self.weights = connector.weight
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.observables)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != len(self.input_params):
+            raise ConfigError(
+                "model.quantum.n_qubits",
+                self.circuit.num_qubits,
+                f"the circuit takes {len(self.input_params)} inputs per sample but got {x.shape[-1]}",
+            )
+        with torch.autocast(x.device.type, enabled=False):  # simulation stays in float32/float64
+            if self.backend == "torch":
+                values = self.expectations(self.simulator(x.to(self.dtype), self.weights))
+                values = self._sample(values) if self.shots else values
+            else:
+                values = self.connector(x.cpu().to(torch.float64))
+        return values.to(device=x.device, dtype=x.dtype)
+
+    def _sample(self, values: torch.Tensor) -> torch.Tensor:
+        """Shot noise: each observable is a Pauli string (eigenvalues +-1), so its
+        estimate from `shots` measurements is 2 * Binomial(shots, (1 + v) / 2) / shots - 1.
+        The gradient passes straight through to the exact value."""
+        p = ((1 + values.detach()) / 2).clamp(0, 1).cpu().double()
+        counts = torch.binomial(torch.full_like(p, float(self.shots)), p, generator=self.generator)
+        estimate = (2 * counts / self.shots - 1).to(values)
+        return values + (estimate - values.detach())
+
+
+def check_memory(n_qubits: int, dtype: torch.dtype) -> None:
+    """Refuse, before allocating anything, a circuit whose statevector cannot fit:
+    one sample's state, kept a few times over by autograd, must fit in free memory."""
+    if not isinstance(n_qubits, int) or n_qubits < 1:
+        raise ConfigError("model.quantum.n_qubits", n_qubits, "must be a positive integer")
+    bytes_per_amplitude = 8 if dtype == torch.float32 else 16
+    needed = 2**n_qubits * bytes_per_amplitude * 8
+    available = psutil.virtual_memory().available
+    if needed > available:
+        raise ConfigError(
+            "model.quantum.n_qubits",
+            n_qubits,
+            f"a {n_qubits}-qubit statevector needs about {_bytes(needed)} per sample (with autograd), "
+            f"{_bytes(available)} is free; use fewer qubits",
+        )
+
+
+def _bytes(n: float) -> str:
+    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+    power = min(int(math.log(max(n, 1), 1024)), len(units) - 1)
+    return f"{n / 1024**power:.1f} {units[power]}"

@@ -1,0 +1,89 @@
+"""The `qiskit` and `aer` backends: qiskit-machine-learning's EstimatorQNN behind TorchConnector.
+
+The same code path runs real hardware: replace the Aer estimator with
+qiskit-ibm-runtime's `EstimatorV2(mode=backend)` and transpile with that backend's
+pass manager, as the fake-device branch below does for a simulated device.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+
+import torch
+from qiskit.primitives import StatevectorEstimator
+from qiskit_machine_learning.connectors import TorchConnector
+from qiskit_machine_learning.neural_networks import EstimatorQNN
+
+from qtrain.errors import ConfigError
+
+
+def torch_connector(layer, backend: str, noise: dict | None, seed: int | None, initial: torch.Tensor) -> TorchConnector:
+    """A TorchConnector over the layer's circuit and observables."""
+    pass_manager = None
+    if backend == "qiskit":
+        if noise:
+            raise ConfigError("model.quantum.noise", dict(noise), "noise needs backend=aer")
+        # EstimatorQNN's default precision (0.015625) makes StatevectorEstimator add
+        # Gaussian noise; precision 0 keeps this backend an exact reference.
+        estimator, precision = StatevectorEstimator(seed=seed), 0.0
+    else:
+        estimator, pass_manager = aer_estimator(noise, seed)
+        # Aer's EstimatorV2 computes exact expectations and models `precision` as Gaussian
+        # noise: 1/sqrt(shots) is the spread of a +-1 observable measured `shots` times.
+        precision = 0.0 if layer.shots is None else 1 / math.sqrt(layer.shots)
+    qnn = EstimatorQNN(
+        circuit=layer.circuit,
+        estimator=estimator,
+        observables=layer.observables,
+        input_params=layer.input_params,
+        weight_params=layer.weight_params,
+        input_gradients=True,
+        default_precision=precision,
+        pass_manager=pass_manager,
+    )
+    connector = TorchConnector(qnn, initial_weights=initial.numpy())
+    connector.weight.data = initial.double().clone()  # TorchConnector stores float32; keep the reference exact
+    return connector
+
+
+def _require(module: str, extra: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError("model.quantum.backend", "aer", f"needs {module}: pip install -e '.[{extra}]'") from None
+
+
+def aer_estimator(noise: dict | None, seed: int | None):
+    """Aer's EstimatorV2, ideal, with a depolarizing model, or with a fake IBM device's
+    noise model (the circuit is then transpiled to that device)."""
+    primitives = _require("qiskit_aer.primitives", "aer")
+    noise = dict(noise or {})
+    backend_options = {"seed_simulator": seed} if seed is not None else {}
+    pass_manager = None
+    unknown = set(noise) - {"depolarizing", "device"}
+    if unknown:
+        raise ConfigError("model.quantum.noise", dict(noise), "use {depolarizing: [p1, p2]} or {device: FakeManilaV2}")
+    if noise.get("depolarizing"):
+        backend_options["noise_model"] = depolarizing_model(*noise["depolarizing"])
+    if noise.get("device"):
+        from qiskit.transpiler import generate_preset_pass_manager
+
+        noise_model = _require("qiskit_aer.noise", "aer").NoiseModel
+        fake_provider = _require("qiskit_ibm_runtime.fake_provider", "ibm")
+        name = noise["device"]
+        if not hasattr(fake_provider, name):
+            raise ConfigError("model.quantum.noise.device", name, "not in qiskit_ibm_runtime.fake_provider, e.g. FakeManilaV2")
+        device = getattr(fake_provider, name)()
+        backend_options["noise_model"] = noise_model.from_backend(device)
+        pass_manager = generate_preset_pass_manager(optimization_level=1, backend=device, seed_transpiler=seed)
+    options = {"backend_options": backend_options, "run_options": {"seed_simulator": seed} if seed is not None else {}}
+    return primitives.EstimatorV2(options=options), pass_manager
+
+
+def depolarizing_model(p1: float, p2: float):
+    noise = _require("qiskit_aer.noise", "aer")
+    model = noise.NoiseModel()
+    model.add_all_qubit_quantum_error(noise.depolarizing_error(p1, 1), ["h", "rx", "ry", "rz", "p", "u", "sx", "x"])
+    model.add_all_qubit_quantum_error(noise.depolarizing_error(p2, 2), ["cx", "cz", "swap"])
+    return model
