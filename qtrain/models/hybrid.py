@@ -22,7 +22,9 @@ class QuantumHead(nn.Module):
         self.input_scale = input_scale
         # Expectation values live in [-1, 1] and often in a narrow band of it; batch norm
         # rescales them so the classifier does not spend its first epochs growing weights.
-        self.classifier = nn.Sequential(nn.BatchNorm1d(self.quantum.n_outputs), nn.Linear(self.quantum.n_outputs, num_classes))
+        self.classifier = nn.Sequential(
+            nn.BatchNorm1d(self.quantum.n_outputs), nn.Linear(self.quantum.n_outputs, num_classes)
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         angles = self.input_scale * torch.tanh(self.compress(features))

@@ -73,7 +73,9 @@ def aer_estimator(noise: dict | None, seed: int | None):
         fake_provider = _require("qiskit_ibm_runtime.fake_provider", "ibm")
         name = noise["device"]
         if not hasattr(fake_provider, name):
-            raise ConfigError("model.quantum.noise.device", name, "not in qiskit_ibm_runtime.fake_provider, e.g. FakeManilaV2")
+            raise ConfigError(
+                "model.quantum.noise.device", name, "not in qiskit_ibm_runtime.fake_provider, e.g. FakeManilaV2"
+            )
         device = getattr(fake_provider, name)()
         backend_options["noise_model"] = noise_model.from_backend(device)
         pass_manager = generate_preset_pass_manager(optimization_level=1, backend=device, seed_transpiler=seed)

@@ -1,0 +1,180 @@
+"""The quantum contract: circuits from a spec, the torch statevector against qiskit, backends agree."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from qiskit.quantum_info import SparsePauliOp, Statevector
+
+from qtrain.errors import ConfigError
+from qtrain.quantum.circuits import ANSATZE, ENTANGLEMENTS, FEATURE_MAPS, build_circuit, build_observables
+from qtrain.quantum.layer import QuantumLayer
+from qtrain.quantum.statevector import PauliExpectations, TorchStatevector
+
+OBSERVABLES = ["z", "zz", "paulis"]
+
+
+def observables_for(spec: str, n: int, rng) -> list[SparsePauliOp]:
+    if spec == "paulis":  # random strings with X and Y, which the phase trick does not cover
+        return build_observables(["".join(rng.choice(list("IXYZ"), n)) for _ in range(3)], n)
+    return build_observables(spec, n)
+
+
+COMBINATIONS = [
+    (fm, an, ent, obs, n)
+    for fm, an, ent, obs in itertools.product(FEATURE_MAPS, ANSATZE, ENTANGLEMENTS, OBSERVABLES)
+    for n in (1, 2, 3, 5, 8)
+    if not (n == 1 and (fm == "zz" or obs == "zz"))
+]
+
+
+@pytest.mark.parametrize("feature_map,ansatz,entanglement,observables,n", COMBINATIONS)
+def test_torch_statevector_matches_qiskit(feature_map, ansatz, entanglement, observables, n):
+    rng = np.random.default_rng(n)
+    circuit, inputs, weights = build_circuit(n, feature_map, ansatz, reps=2, entanglement=entanglement, reupload=2)
+    ops = observables_for(observables, n, rng)
+    x = rng.uniform(-math.pi, math.pi, (2, len(inputs)))
+    w = rng.uniform(-math.pi, math.pi, len(weights))
+    values = PauliExpectations(ops)(TorchStatevector(circuit, inputs, weights)(torch.tensor(x), torch.tensor(w)))
+    for b in range(2):
+        state = Statevector(circuit.assign_parameters(dict(zip(inputs, x[b])) | dict(zip(weights, w))))
+        expected = [state.expectation_value(op).real for op in ops]
+        np.testing.assert_allclose(values[b].numpy(), expected, atol=1e-5, rtol=0)
+
+
+def parameter_shift(circuit, inputs, weights, x, w, op) -> np.ndarray:
+    """d<op>/dw by the two-term shift rule (every weight enters one RY/RZ once)."""
+
+    def value(wv):
+        bound = circuit.assign_parameters(dict(zip(inputs, x)) | dict(zip(weights, wv)))
+        return Statevector(bound).expectation_value(op).real
+
+    shifts = np.eye(len(w)) * math.pi / 2
+    return np.array([(value(w + s) - value(w - s)) / 2 for s in shifts])
+
+
+@pytest.mark.parametrize("feature_map,ansatz", list(itertools.product(FEATURE_MAPS, ANSATZE)))
+def test_weight_gradients_match_parameter_shift(feature_map, ansatz):
+    rng = np.random.default_rng(1)
+    circuit, inputs, weights = build_circuit(3, feature_map, ansatz, reps=1, entanglement="circular")
+    op = build_observables(["XZY"], 3)[0]
+    x, w = rng.uniform(-1, 1, len(inputs)), rng.uniform(-math.pi, math.pi, len(weights))
+    wt = torch.tensor(w, requires_grad=True)
+    value = PauliExpectations([op])(TorchStatevector(circuit, inputs, weights)(torch.tensor(x)[None], wt))
+    value.sum().backward()
+    np.testing.assert_allclose(wt.grad.numpy(), parameter_shift(circuit, inputs, weights, x, w, op), atol=1e-4)
+
+
+@pytest.mark.parametrize("feature_map", list(FEATURE_MAPS))
+def test_input_gradients_match_finite_differences(feature_map):
+    circuit, inputs, weights = build_circuit(3, feature_map, "efficient_su2", reps=1, entanglement="full")
+    simulator, expectations = TorchStatevector(circuit, inputs, weights), PauliExpectations(build_observables("z", 3))
+    x = torch.rand(2, len(inputs), dtype=torch.float64, requires_grad=True)
+    w = torch.rand(len(weights), dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w: expectations(simulator(x, w)), (x, w))
+
+
+def layers(backend: str, **kwargs) -> tuple[QuantumLayer, QuantumLayer]:
+    torch.manual_seed(0)
+    spec = {"n_qubits": 3, "feature_map": "zz", "reps": 1, "observables": "zz", **kwargs}
+    reference = QuantumLayer(backend="torch", dtype="float64", **spec)
+    other = QuantumLayer(backend=backend, **spec)
+    other.load_state_dict(reference.state_dict())  # the same weights: the state dict is backend-free
+    return reference, other
+
+
+def test_torch_and_qiskit_backends_agree_with_gradients():
+    reference, qiskit = layers("qiskit")
+    x = torch.rand(3, 3, dtype=torch.float64, requires_grad=True)
+    values = reference(x)
+    values.sum().backward()
+    input_grad, weight_grad = x.grad.clone(), reference.weights.grad.clone()
+    x.grad = None
+    again = qiskit(x)
+    again.sum().backward()
+    torch.testing.assert_close(again, values, atol=1e-6, rtol=0)
+    torch.testing.assert_close(x.grad, input_grad, atol=1e-4, rtol=0)  # parameter-shift in qiskit
+    torch.testing.assert_close(qiskit.weights.grad, weight_grad, atol=1e-4, rtol=0)
+
+
+def test_aer_with_many_shots_is_within_the_sampling_bound():
+    shots = 20_000
+    reference, aer = layers("aer", shots=shots, seed=3)
+    x = torch.rand(4, 3, dtype=torch.float64)
+    error = (aer(x) - reference(x)).abs()
+    # Aer models shot noise as N(0, 1/sqrt(shots)) per value: 5 sigma bounds every one.
+    assert error.max().item() < 5 / math.sqrt(shots)
+    assert error.max().item() > 0  # and it is noise, not the exact value
+
+
+def test_aer_depolarizing_noise_shrinks_expectations():
+    reference, noisy = layers("aer", noise={"depolarizing": [0.05, 0.1]}, seed=0)
+    x = torch.rand(4, 3, dtype=torch.float64)
+    assert noisy(x).abs().sum() < reference(x).abs().sum()
+
+
+def test_torch_shots_sample_around_the_exact_value():
+    exact = QuantumLayer(n_qubits=3, dtype="float64")
+    sampled = QuantumLayer(n_qubits=3, dtype="float64", shots=400, seed=0)
+    sampled.load_state_dict(exact.state_dict())
+    x = torch.rand(200, 3, dtype=torch.float64)
+    error = sampled(x) - exact(x)
+    assert 0.5 / math.sqrt(400) < error.std().item() < 1.0 / math.sqrt(400) + 0.01  # std <= 1/sqrt(shots)
+    assert abs(error.mean().item()) < 0.01
+
+
+def test_layer_follows_the_contract():
+    layer = QuantumLayer(n_qubits=4, feature_map="zz", ansatz="real_amplitudes", reps=2, observables="z")
+    assert [p.name for p in layer.circuit.parameters if p in set(layer.input_params)] == [f"x[{i}]" for i in range(4)]
+    assert layer.weights.shape == (len(layer.weight_params),) and layer.weights.dtype == torch.float32
+    assert [op.paulis[0].to_label() for op in layer.observables] == ["IIIZ", "IIZI", "IZII", "ZIII"]
+    x = torch.rand(5, 4, requires_grad=True)
+    out = layer(x)
+    out.sum().backward()
+    assert out.shape == (5, 4) and x.grad.abs().sum() > 0 and layer.weights.grad.abs().sum() > 0
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(x).dtype == torch.float32  # the simulation stays in float32 under autocast
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"feature_map": "pauli"}, "model.quantum.feature_map=pauli: use one of zz, z, angle_ry, angle_rx"),
+        ({"ansatz": "qaoa"}, "model.quantum.ansatz=qaoa: use one of real_amplitudes, efficient_su2"),
+        ({"entanglement": "star"}, "model.quantum.entanglement=star: use one of linear, circular, full"),
+        ({"observables": "x"}, "model.quantum.observables=x: use z, zz or a list of Pauli strings"),
+        ({"observables": ["ZZ"]}, "model.quantum.observables=ZZ: a Pauli string is 4 characters of I, X, Y, Z"),
+        ({"backend": "gpu"}, "model.quantum.backend=gpu: use one of torch, qiskit, aer"),
+        ({"n_qubits": 40}, "model.quantum.n_qubits=40: a 40-qubit statevector needs about 64.0 TiB per sample"),
+        ({"shots": 0}, "model.quantum.shots=0: use null (exact) or a positive integer"),
+    ],
+)
+def test_bad_circuit_specs_are_refused(kwargs, message):
+    with pytest.raises(ConfigError) as error:
+        QuantumLayer(**{"n_qubits": 4, **kwargs})
+    assert str(error.value).startswith(message)
+
+
+def test_input_width_must_match_the_circuit():
+    layer = QuantumLayer(n_qubits=4)
+    with pytest.raises(ConfigError, match="the circuit takes 4 inputs per sample but got 6"):
+        layer(torch.rand(2, 6))
+
+
+def test_missing_fake_provider_names_the_extra(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ibm(name, *args, **kwargs):
+        if name.startswith("qiskit_ibm_runtime"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ibm)
+    with pytest.raises(ConfigError, match=r"needs qiskit_ibm_runtime.fake_provider: pip install -e '\.\[ibm\]'"):
+        QuantumLayer(n_qubits=2, backend="aer", noise={"device": "FakeManilaV2"})
