@@ -118,10 +118,10 @@ class TorchStatevector(nn.Module):
         self.steps: list[tuple] = []
         generators = []
         run: _PhaseRun | None = None
-        for instruction in _in_layers(circuit):
+        for instruction in _in_runs(circuit):
             gate, params = instruction.op.name, instruction.op.params
             qubits = [circuit.find_bit(q).index for q in instruction.qargs]
-            if gate in ("h", "sx", "rx", "ry", "u"):
+            if gate in MATRIX_GATES:
                 if run is not None:
                     self._close(run)
                     run = None
@@ -227,11 +227,29 @@ class TorchStatevector(nn.Module):
         return state
 
 
-def _in_layers(circuit: QuantumCircuit) -> list:
-    """The instructions layer by layer (gates on distinct qubits that can run at once
-    side by side), so that H on one qubit does not cut the phase run of the next."""
+MATRIX_GATES = ("h", "sx", "rx", "ry", "u")
+
+
+def _in_runs(circuit: QuantumCircuit) -> list:
+    """The instructions in an order the circuit allows (a topological order of its DAG)
+    that keeps gates of one kind together: while a gate of the kind just placed
+    (matrix, or diagonal/permutation) is ready it goes next, so that the H gates of
+    a feature map's second repetition do not cut the phase run of its first."""
     dag = circuit_to_dag(circuit)
-    return [node for layer in dag.layers() for node in layer["graph"].op_nodes()]
+    waiting = {node: len(list(dag.op_predecessors(node))) for node in dag.op_nodes()}
+    ready = [node for node, count in waiting.items() if count == 0]
+    order, matrix_run = [], True
+    while ready:
+        same_kind = [node for node in ready if (node.op.name in MATRIX_GATES) == matrix_run]
+        node = min(same_kind or ready, key=lambda n: n._node_id)
+        matrix_run = node.op.name in MATRIX_GATES
+        ready.remove(node)
+        order.append(node)
+        for successor in dag.op_successors(node):
+            waiting[successor] -= 1
+            if waiting[successor] == 0:
+                ready.append(successor)
+    return order
 
 
 def _apply_1q(state: torch.Tensor, matrix: torch.Tensor, qubit: int, n_qubits: int, batched: bool) -> torch.Tensor:
