@@ -31,8 +31,10 @@ format: $(INSTALLED)
 	$(VENV)/bin/ruff check --fix qtrain tests benchmarks
 	$(VENV)/bin/ruff format qtrain tests benchmarks
 
-bench: $(INSTALLED)  ## input-pipeline efficiency; tables in benchmarks/results/
+bench: $(INSTALLED)  ## input pipeline, quantum head per backend, hybrid step cost; tables in benchmarks/results/
 	$(PY) benchmarks/input_pipeline.py
+	$(PY) benchmarks/quantum_head.py
+	$(PY) benchmarks/hybrid_step.py
 
 mlflow-ui: $(INSTALLED)  ## browse runs at http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

@@ -33,3 +33,8 @@ def test_multirun_writes_one_directory_per_job(tmp_path):
     optimizers = [(job / ".hydra" / "overrides.yaml").read_text() for job in jobs]
     assert "optimizer=adam" in optimizers[0] and "optimizer=sgd" in optimizers[1]
     assert all("test/acc" in json.loads((job / "metrics.json").read_text()) for job in jobs)
+
+
+def test_cnn_quantum_on_digits_reaches_95_percent(tmp_path):
+    metrics = run_config(tmp_path, "model=cnn_quantum", "dataset=digits", "hardware=cpu", "trainer.progress=false")
+    assert metrics["test/acc"] >= 0.95

@@ -1,0 +1,89 @@
+"""What a quantum head costs in training: step time of each hybrid model against the
+same encoder with a linear head, side by side in one process (medians of --repeats).
+
+    python benchmarks/hybrid_step.py --out benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from qtrain.models.hybrid import HybridClassifier
+from qtrain.models.simple_cnn import SimpleCNN
+from qtrain.models.timm_models import resnet
+
+QUANTUM = {"n_qubits": 4, "feature_map": "angle_ry", "ansatz": "real_amplitudes", "reps": 2, "observables": "z"}
+
+
+def step_time(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    start = time.perf_counter()
+    nn.functional.cross_entropy(model(x), y).backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
+
+
+def compare(name: str, classical: nn.Module, hybrid: nn.Module, batch: int, size: int, repeats: int) -> dict:
+    x, y = torch.randn(batch, 1, size, size), torch.randint(0, 10, (batch,))
+    for model in (classical, hybrid):
+        step_time(model, x, y)  # warm-up
+    pairs = [(step_time(classical, x, y), step_time(hybrid, x, y)) for _ in range(repeats)]
+    return {
+        "pair": name,
+        "batch": batch,
+        "classical_ms": 1e3 * statistics.median(c for c, _ in pairs),
+        "hybrid_ms": 1e3 * statistics.median(h for _, h in pairs),
+        "ratio": statistics.median(h / c for c, h in pairs),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    rows = []
+    for batch in (32, 128):
+        rows.append(
+            compare(
+                "resnet vs resnet_quantum (digits 8x8)",
+                resnet(num_classes=10, in_channels=1),
+                HybridClassifier(resnet(num_classes=0, in_channels=1), 10, QUANTUM),
+                batch,
+                8,
+                args.repeats,
+            )
+        )
+        rows.append(
+            compare(
+                "simple_cnn vs cnn_quantum (digits 8x8)",
+                SimpleCNN(10, 1, 8),
+                HybridClassifier(SimpleCNN(0, 1, 8), 10, QUANTUM),
+                batch,
+                8,
+                args.repeats,
+            )
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "hybrid_step.json").write_text(json.dumps({"repeats": args.repeats, "rows": rows}, indent=2))
+    lines = ["| models | batch | classical step | hybrid step | ratio |", "|---|---:|---:|---:|---:|"]
+    lines += [
+        f"| {r['pair']} | {r['batch']} | {r['classical_ms']:.1f} ms | {r['hybrid_ms']:.1f} ms | {r['ratio']:.2f} |"
+        for r in rows
+    ]
+    table = "\n".join(lines)
+    (args.out / "hybrid_step.md").write_text(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
