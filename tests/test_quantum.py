@@ -178,3 +178,18 @@ def test_missing_fake_provider_names_the_extra(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_ibm)
     with pytest.raises(ConfigError, match=r"needs qiskit_ibm_runtime.fake_provider: pip install -e '\.\[ibm\]'"):
         QuantumLayer(n_qubits=2, backend="aer", noise={"device": "FakeManilaV2"})
+
+
+def test_aer_runs_the_circuit_as_a_fake_ibm_device_would():
+    pytest.importorskip("qiskit_ibm_runtime")
+    spec = {"n_qubits": 2, "feature_map": "angle_ry", "reps": 1}
+    exact = QuantumLayer(dtype="float64", **spec)
+    device = QuantumLayer(backend="aer", noise={"device": "FakeManilaV2"}, seed=0, **spec)
+    device.load_state_dict(exact.state_dict())
+    x = torch.rand(4, 2, dtype=torch.float64, requires_grad=True)
+    noisy = device(x)
+    noisy.sum().backward()  # gradients through the transpiled, 5-qubit device circuit
+    assert x.grad.abs().sum() > 0
+    difference = (noisy - exact(x)).abs()
+    assert 0 < difference.max() < 0.1  # the device's errors damp, not scramble, the values
+    assert noisy.abs().sum() < exact(x).abs().sum()

@@ -20,7 +20,7 @@ from qtrain.errors import ConfigError
 
 def torch_connector(layer, backend: str, noise: dict | None, seed: int | None, initial: torch.Tensor) -> TorchConnector:
     """A TorchConnector over the layer's circuit and observables."""
-    pass_manager = None
+    circuit, observables = layer.circuit, layer.observables
     if backend == "qiskit":
         if noise:
             raise ConfigError("model.quantum.noise", dict(noise), "noise needs backend=aer")
@@ -29,18 +29,20 @@ def torch_connector(layer, backend: str, noise: dict | None, seed: int | None, i
         estimator, precision = StatevectorEstimator(seed=seed), 0.0
     else:
         estimator, pass_manager = aer_estimator(noise, seed)
+        if pass_manager is not None:  # a device: its qubits, gates and layout
+            circuit = pass_manager.run(circuit)
+            observables = [op.apply_layout(circuit.layout) for op in observables]
         # Aer's EstimatorV2 computes exact expectations and models `precision` as Gaussian
         # noise: 1/sqrt(shots) is the spread of a +-1 observable measured `shots` times.
         precision = 0.0 if layer.shots is None else 1 / math.sqrt(layer.shots)
     qnn = EstimatorQNN(
-        circuit=layer.circuit,
+        circuit=circuit,
         estimator=estimator,
-        observables=layer.observables,
+        observables=observables,
         input_params=layer.input_params,
         weight_params=layer.weight_params,
         input_gradients=True,
         default_precision=precision,
-        pass_manager=pass_manager,
     )
     connector = TorchConnector(qnn, initial_weights=initial.numpy())
     connector.weight.data = initial.double().clone()  # TorchConnector stores float32; keep the reference exact
