@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -166,18 +167,15 @@ def test_input_width_must_match_the_circuit():
 
 
 def test_missing_fake_provider_names_the_extra(monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_ibm(name, *args, **kwargs):
-        if name.startswith("qiskit_ibm_runtime"):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_ibm)
+    monkeypatch.setitem(sys.modules, "qiskit_ibm_runtime.fake_provider", None)  # import now raises ImportError
     with pytest.raises(ConfigError, match=r"needs qiskit_ibm_runtime.fake_provider: pip install -e '\.\[ibm\]'"):
         QuantumLayer(n_qubits=2, backend="aer", noise={"device": "FakeManilaV2"})
+
+
+def test_missing_aer_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "qiskit_aer.primitives", None)
+    with pytest.raises(ConfigError, match=r"model.quantum.backend=aer: needs qiskit_aer.primitives: .*\[aer\]"):
+        QuantumLayer(n_qubits=2, backend="aer")
 
 
 def test_aer_runs_the_circuit_as_a_fake_ibm_device_would():
