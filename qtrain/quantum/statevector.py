@@ -43,8 +43,10 @@ class _Angles:
     """Gate angles (ParameterExpressions or numbers) evaluated together on (x, w)."""
 
     def __init__(self, input_params, weight_params):
-        self.symbols = {p.name: ("x", i) for i, p in enumerate(input_params)}
-        self.symbols |= {p.name: ("w", i) for i, p in enumerate(weight_params)}
+        self.xs = [sympy.Symbol(f"x{i}") for i in range(len(input_params))]
+        self.ws = [sympy.Symbol(f"w{i}") for i in range(len(weight_params))]
+        self.symbols = dict(zip([p.name for p in input_params], self.xs))
+        self.symbols |= dict(zip([p.name for p in weight_params], self.ws))
         self.expressions: list = []
 
     def add(self, angle) -> int:
@@ -55,10 +57,8 @@ class _Angles:
         """A function (x (B, n_in), w (n_w,)) -> angles (B, n_angles), or None if empty."""
         if not self.expressions:
             return None
-        xs = [sympy.Symbol(f"x{i}") for i in range(sum(1 for s in self.symbols.values() if s[0] == "x"))]
-        ws = [sympy.Symbol(f"w{i}") for i in range(sum(1 for s in self.symbols.values() if s[0] == "w"))]
-        exprs = [self._sympy(e, xs, ws) for e in self.expressions]
-        function = sympy.lambdify([xs, ws], exprs, modules=[TORCH_FUNCTIONS, "math"])
+        exprs = [self._sympy(e) for e in self.expressions]
+        function = sympy.lambdify([self.xs, self.ws], exprs, modules=[TORCH_FUNCTIONS, "math"])
 
         def evaluate(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
             values = function(list(x.T), list(w))
@@ -67,12 +67,11 @@ class _Angles:
 
         return evaluate
 
-    def _sympy(self, angle, xs, ws):
+    def _sympy(self, angle):
         if not isinstance(angle, ParameterExpression):
             return sympy.Float(float(angle))
         expr = angle.sympify()
-        names = {s: self.symbols[s.name] for s in expr.free_symbols}
-        return expr.subs({s: (xs if kind == "x" else ws)[i] for s, (kind, i) in names.items()})
+        return expr.subs({s: self.symbols[s.name] for s in expr.free_symbols})
 
 
 class _PhaseRun:
