@@ -7,12 +7,12 @@ same encoder with a linear head, side by side in one process (medians of --repea
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from results_table import write_results
 from torch import nn
 
 from qtrain.models.hybrid import HybridClassifier
@@ -73,16 +73,19 @@ def main() -> None:
                 args.repeats,
             )
         )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "hybrid_step.json").write_text(json.dumps({"repeats": args.repeats, "rows": rows}, indent=2))
-    lines = ["| models | batch | classical step | hybrid step | ratio |", "|---|---:|---:|---:|---:|"]
-    lines += [
-        f"| {r['pair']} | {r['batch']} | {r['classical_ms']:.1f} ms | {r['hybrid_ms']:.1f} ms | {r['ratio']:.2f} |"
-        for r in rows
-    ]
-    table = "\n".join(lines)
-    (args.out / "hybrid_step.md").write_text(table + "\n")
-    print(table)
+    write_results(
+        args.out,
+        "hybrid_step",
+        rows,
+        ["models", "batch", "classical step", "hybrid step", "ratio"],
+        lambda r: [
+            r["pair"],
+            str(r["batch"]),
+            f"{r['classical_ms']:.1f} ms",
+            f"{r['hybrid_ms']:.1f} ms",
+            f"{r['ratio']:.2f}",
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -11,12 +11,12 @@ samples/s; 1.0 means the pipeline costs nothing. Medians over --repeats.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from results_table import write_results
 from torch import nn
 
 from qtrain.data.batches import BatchAugment, TensorBatches, epoch_permutation
@@ -102,18 +102,18 @@ def main() -> None:
         measure("simple_cnn, digits 8x8, batch 32", SimpleCNN(10, 1, 8), digits.train_batches, args.repeats),
         measure("simple_cnn, MNIST-sized 28x28, batch 128", SimpleCNN(10, 1, 28), mnist_sized, args.repeats),
     ]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "input_pipeline.json").write_text(
-        json.dumps({"repeats": args.repeats, "threads": torch.get_num_threads(), "results": results}, indent=2)
+    write_results(
+        args.out,
+        "input_pipeline",
+        results,
+        ["case", "training samples/s", "compute-only samples/s", "efficiency"],
+        lambda r: [
+            r["case"],
+            f"{r['train_samples_per_s']:,.0f}",
+            f"{r['compute_samples_per_s']:,.0f}",
+            f"{r['efficiency']:.2f}",
+        ],
     )
-    lines = ["| case | training samples/s | compute-only samples/s | efficiency |", "|---|---:|---:|---:|"]
-    lines += [
-        f"| {r['case']} | {r['train_samples_per_s']:,.0f} | {r['compute_samples_per_s']:,.0f} | {r['efficiency']:.2f} |"
-        for r in results
-    ]
-    table = "\n".join(lines)
-    (args.out / "input_pipeline.md").write_text(table + "\n")
-    print(table)
 
 
 if __name__ == "__main__":

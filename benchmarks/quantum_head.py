@@ -13,12 +13,12 @@ at the points in --reference-grid.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from results_table import write_results
 
 from qtrain.quantum.layer import QuantumLayer
 
@@ -79,16 +79,19 @@ def main() -> None:
     torch_times = {(r["qubits"], r["batch"]): r["seconds"] for r in rows if r["backend"] == "torch"}
     for row in rows:
         row["torch_speedup"] = row["seconds"] / torch_times.get((row["qubits"], row["batch"]), float("nan"))
-    args.out.mkdir(parents=True, exist_ok=True)
-    meta = {"threads": torch.get_num_threads(), "torch": torch.__version__, "repeats": args.repeats}
-    (args.out / "quantum_head.json").write_text(json.dumps({**meta, "rows": rows}, indent=2))
-    lines = ["| backend | qubits | batch | forward+backward | torch is faster by |", "|---|---:|---:|---:|---:|"]
-    for r in rows:
-        speedup = "" if r["backend"] == "torch" else f"{r['torch_speedup']:,.0f}x"
-        lines.append(f"| {r['backend']} | {r['qubits']} | {r['batch']} | {_duration(r['seconds'])} | {speedup} |")
-    table = "\n".join(lines)
-    (args.out / "quantum_head.md").write_text(table + "\n")
-    print(table)
+    write_results(
+        args.out,
+        "quantum_head",
+        rows,
+        ["backend", "qubits", "batch", "forward+backward", "torch is faster by"],
+        lambda r: [
+            r["backend"],
+            str(r["qubits"]),
+            str(r["batch"]),
+            _duration(r["seconds"]),
+            "" if r["backend"] == "torch" else f"{r['torch_speedup']:,.0f}x",
+        ],
+    )
 
 
 def _duration(seconds: float) -> str:
