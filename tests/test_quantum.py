@@ -79,11 +79,12 @@ def test_input_gradients_match_finite_differences(feature_map):
     assert torch.autograd.gradcheck(lambda x, w: expectations(simulator(x, w)), (x, w))
 
 
-def layers(backend: str, **kwargs) -> tuple[QuantumLayer, QuantumLayer]:
+def layers(backend: str, **options) -> tuple[QuantumLayer, QuantumLayer]:
+    """An exact float64 torch layer and a `backend` layer (with `options`) of the same circuit."""
     torch.manual_seed(0)
-    spec = {"n_qubits": 3, "feature_map": "zz", "reps": 1, "observables": "zz", **kwargs}
+    spec = {"n_qubits": 3, "feature_map": "zz", "reps": 1, "observables": "zz"}
     reference = QuantumLayer(backend="torch", dtype="float64", **spec)
-    other = QuantumLayer(backend=backend, **spec)
+    other = QuantumLayer(backend=backend, **spec, **options)
     other.load_state_dict(reference.state_dict())  # the same weights: the state dict is backend-free
     return reference, other
 
@@ -152,6 +153,11 @@ def test_layer_follows_the_contract():
         ({"backend": "gpu"}, "model.quantum.backend=gpu: use one of torch, qiskit, aer"),
         ({"n_qubits": 40}, "model.quantum.n_qubits=40: a 40-qubit statevector needs about 64.0 TiB per sample"),
         ({"shots": 0}, "model.quantum.shots=0: use null (exact) or a positive integer"),
+        ({"shots": 100, "backend": "qiskit"}, "model.quantum.shots=100: the qiskit backend is exact"),
+        (
+            {"noise": {"depolarizing": [0.1, 0.1]}},
+            "model.quantum.noise={'depolarizing': [0.1, 0.1]}: noise models need",
+        ),
     ],
 )
 def test_bad_circuit_specs_are_refused(kwargs, message):

@@ -10,6 +10,7 @@ from torch import nn
 
 from qtrain.errors import ConfigError
 from qtrain.quantum.circuits import build_circuit, build_observables
+from qtrain.quantum.statevector import PauliExpectations, TorchStatevector
 
 BACKENDS = ("torch", "qiskit", "aer")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -55,6 +56,10 @@ class QuantumLayer(nn.Module):
             raise ConfigError("model.quantum.dtype", dtype, f"use one of {', '.join(DTYPES)}")
         if shots is not None and (not isinstance(shots, int) or shots < 1):
             raise ConfigError("model.quantum.shots", shots, "use null (exact) or a positive integer")
+        if shots is not None and backend == "qiskit":
+            raise ConfigError("model.quantum.shots", shots, "the qiskit backend is exact; use backend=torch or aer")
+        if noise and backend != "aer":
+            raise ConfigError("model.quantum.noise", dict(noise), "noise models need backend=aer")
         if backend == "torch":
             check_memory(n_qubits, DTYPES[dtype])
         self.circuit, self.input_params, self.weight_params = build_circuit(
@@ -65,13 +70,11 @@ class QuantumLayer(nn.Module):
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
         initial = torch.empty(len(self.weight_params), dtype=self.dtype).uniform_(-1, 1)
         if backend == "torch":
-            from qtrain.quantum.statevector import PauliExpectations, TorchStatevector
-
             self.simulator = TorchStatevector(self.circuit, self.input_params, self.weight_params)
             self.expectations = PauliExpectations(self.observables)
             self.weights = nn.Parameter(initial)
         else:
-            from qtrain.quantum.qiskit_backends import torch_connector
+            from qtrain.quantum.qiskit_backends import torch_connector  # qiskit-machine-learning loads only when used
 
             connector = torch_connector(self, backend, noise, seed, initial)
             object.__setattr__(self, "connector", connector)  # not a submodule: `weights` is the only state

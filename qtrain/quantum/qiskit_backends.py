@@ -22,8 +22,6 @@ def torch_connector(layer, backend: str, noise: dict | None, seed: int | None, i
     """A TorchConnector over the layer's circuit and observables."""
     circuit, observables = layer.circuit, layer.observables
     if backend == "qiskit":
-        if noise:
-            raise ConfigError("model.quantum.noise", dict(noise), "noise needs backend=aer")
         # EstimatorQNN's default precision (0.015625) makes StatevectorEstimator add
         # Gaussian noise; precision 0 keeps this backend an exact reference.
         estimator, precision = StatevectorEstimator(seed=seed), 0.0
