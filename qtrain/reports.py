@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import matplotlib
@@ -14,34 +13,29 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import ConfusionMatrixDisplay
 
-
-def write_atomic(path: Path, text: str) -> None:
-    """Whole file or nothing: a kill mid-write leaves the previous version."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+from qtrain.files import atomic_write
 
 
 def write_metrics(run_dir: Path, metrics: dict, stages: list[dict]) -> None:
-    write_atomic(run_dir / "metrics.json", json.dumps({**metrics, "stages": stages}, indent=2) + "\n")
+    with atomic_write(run_dir / "metrics.json", "w") as f:
+        f.write(json.dumps({**metrics, "stages": stages}, indent=2) + "\n")
 
 
 def write_history(run_dir: Path, history: list[dict]) -> None:
     if not history:
         return
     columns = list(dict.fromkeys(key for row in history for key in row))
-    tmp = run_dir / ".history.csv.tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(run_dir / "history.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(history)
-    os.replace(tmp, run_dir / "history.csv")
 
 
 def write_report(run_dir: Path, metrics: dict, per_class: str) -> None:
     lines = ["qtrain test report", ""]
     lines += [f"{name:<24}{value:.4f}" for name, value in metrics.items() if isinstance(value, float)]
-    write_atomic(run_dir / "report.txt", "\n".join(lines) + "\n\nper class (test split)\n" + per_class)
+    with atomic_write(run_dir / "report.txt", "w") as f:
+        f.write("\n".join(lines) + "\n\nper class (test split)\n" + per_class)
 
 
 def plot_confusion(run_dir: Path, matrix: np.ndarray, class_names: list[str]) -> None:
@@ -71,7 +65,7 @@ def plot_learning_curves(run_dir: Path, history: list[dict]) -> None:
 
 
 def _save_figure(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=110)
     plt.close(fig)

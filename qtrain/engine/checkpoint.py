@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 from pathlib import Path
@@ -11,23 +10,14 @@ import numpy as np
 import torch
 
 from qtrain.errors import ConfigError
+from qtrain.files import atomic_write
 
 FORMAT = "qtrain-checkpoint/1"
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`:
-    a kill at any moment leaves either the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as f:
+        torch.save({"format": FORMAT, **state}, f)
 
 
 def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
@@ -44,14 +34,8 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
 
 
 def copy_checkpoint(source: Path, target: Path) -> None:
-    """Copy through a temporary file and a rename, like `save_checkpoint`."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(target) as f, open(source, "rb") as original:
+        shutil.copyfileobj(original, f)
 
 
 def prune_epoch_checkpoints(folder: Path, keep: int) -> None:

@@ -182,7 +182,7 @@ class Trainer:
         )
         self.state.stage_index = index + 1
         if self.state.best_stage_index == index:  # leave the stage with its best weights
-            self.model.load_state_dict(torch.load(self.checkpoints / "best.pt", weights_only=True)["model"])
+            self.load_best()
         self._save("last.pt", optimizer, scheduler, index)
 
     def _stop_early(self, stage: DictConfig) -> bool:
@@ -242,19 +242,22 @@ class Trainer:
             "lr": optimizer.param_groups[0]["lr"],
             **progress.metrics("train"),
             **metrics,
-            "samples_per_s": progress.samples / max(progress.seconds, 1e-9),
+            "samples_per_s": progress.samples_per_s,
         }
         if not self.options.step_scheduler:
             scheduler.step(value)
         state.epoch += 1
         state.partial = None
         state.history.append(row)
-        if self._better(value, state.best):
+        improved_run = self._better(value, state.best)
+        if improved_run:
             state.best, state.best_stage_index = value, state.stage_index
-            self._save("best.pt", optimizer, scheduler, state.stage_index)
-        self._save("last.pt", optimizer, scheduler, state.stage_index)
+        # One serialization per epoch; best.pt and epoch_NNNN.pt are that same state.
+        last = self._save("last.pt", optimizer, scheduler, state.stage_index)
+        if improved_run:
+            copy_checkpoint(last, self.checkpoints / "best.pt")
         if settings.keep_epoch_checkpoints:
-            self._save(f"epoch_{len(state.history):04d}.pt", optimizer, scheduler, state.stage_index)
+            copy_checkpoint(last, self.checkpoints / f"epoch_{len(state.history):04d}.pt")
             prune_epoch_checkpoints(self.checkpoints, settings.keep_epoch_checkpoints)
         log.info(
             "%s epoch %d  train/loss %.4f  train/acc %.4f  val/loss %.4f  val/acc %.4f  lr %.2e  %.0f samples/s%s",
@@ -293,5 +296,4 @@ class Trainer:
 
 def _bar_text(progress: EpochProgress) -> str:
     metrics = progress.metrics("train")
-    rate = progress.samples / max(progress.seconds, 1e-9)
-    return f"loss {metrics['train/loss']:.4f}  acc {metrics['train/acc']:.3f}  {rate:,.0f} samples/s"
+    return f"loss {metrics['train/loss']:.4f}  acc {metrics['train/acc']:.3f}  {progress.samples_per_s:,.0f} samples/s"

@@ -23,6 +23,10 @@ class EpochProgress:
     correct: int = 0
     seconds: float = 0.0
 
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / max(self.seconds, 1e-9)
+
     def metrics(self, prefix: str) -> dict[str, float]:
         seen = max(self.samples, 1)
         return {f"{prefix}/loss": self.loss_sum / seen, f"{prefix}/acc": self.correct / seen}
