@@ -12,20 +12,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from qtrain.engine.fit import TrainingInterrupted
-from qtrain.errors import ConfigError
+from qtrain.errors import ConfigError, TrainingDiverged, TrainingInterrupted
+from qtrain.objective import objective
 
 log = logging.getLogger("qtrain")
 
 # An absolute path: Hydra resolves a relative one against the module's package when
 # started through the `qtrain` console script, where no `conf` package exists.
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-
-
-def objective(metrics: dict[str, float], name: str) -> float:
-    if name not in metrics:
-        raise ConfigError("objective", name, f"not a metric of this run; it produced {', '.join(sorted(metrics))}")
-    return metrics[name]
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config")
@@ -38,7 +32,7 @@ def main(cfg: DictConfig) -> float:
     except TrainingInterrupted as stop:
         log.warning("%s", stop)
         sys.exit(128 + stop.signum)
-    except ConfigError as error:
+    except (ConfigError, TrainingDiverged) as error:
         if hydra_cfg.mode == RunMode.MULTIRUN or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise  # a sweeper records the job as failed and goes on; or the user asked for the traceback
         log.error("%s", error)  # one line on the console and in the run's log file

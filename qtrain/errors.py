@@ -1,13 +1,33 @@
-"""The one exception type for a user's mistake: printed as one line, exit code 1."""
+"""Why a run ends early: a user's mistake, a diverged loss, or a stop signal.
+Each is reported as one line, never a traceback (unless HYDRA_FULL_ERROR=1)."""
+
+from pathlib import Path
 
 from hydra.errors import CompactHydraException
 
 
 class ConfigError(CompactHydraException):
     """Bad input (config value, file, checkpoint): the message names the key, the value
-    and what is accepted. Hydra prints only this message, no traceback (unless
-    HYDRA_FULL_ERROR=1), and exits non-zero."""
+    and what is accepted. Exit code 1."""
 
     def __init__(self, key: str, value: object, accepted: str):
         super().__init__(f"{key}={value}: {accepted}")
         self.key = key
+
+
+class TrainingDiverged(CompactHydraException):
+    """A loss became NaN or infinite; the last checkpoint is from before. Exit code 1;
+    a sweeper records the trial as failed."""
+
+    def __init__(self, metric: str, value: float, stage: str, epoch: int):
+        super().__init__(
+            f"{metric}={value} in stage {stage}, epoch {epoch}: training diverged; try a lower optimizer.lr"
+        )
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on a signal after writing `checkpoint`; exit code 128 + signal."""
+
+    def __init__(self, signum: int, checkpoint: Path):
+        super().__init__(f"stopped by signal {signum}; resume with ckpt_path={checkpoint}")
+        self.signum, self.checkpoint = signum, checkpoint

@@ -22,6 +22,7 @@ from qtrain.engine.hardware import (
 )
 from qtrain.metrics import classification_metrics, confusion, per_class_report
 from qtrain.tracking.console import print_config_tree, print_summary
+from qtrain.tracking.tracker import Tracker
 
 log = logging.getLogger("qtrain")
 
@@ -39,6 +40,14 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     check_config(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     print_config_tree(cfg)
+    tracker = instantiate(cfg.tracking)
+    with tracker.track(cfg, run_dir):
+        metrics = _train_and_test(cfg, run_dir, tracker)
+        tracker.log_results(metrics, run_dir)
+    return metrics
+
+
+def _train_and_test(cfg: DictConfig, run_dir: Path, tracker: Tracker) -> dict[str, float]:
     seed_everything(cfg.seed)
     device = resolve_device(cfg.hardware.device)
     autocast = autocast_factory(device, cfg.hardware.amp)
@@ -70,6 +79,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         run_dir=run_dir,
         config=cfg,
         compiled=maybe_compile(model, cfg.hardware.compile),
+        on_epoch_end=tracker.log_epoch,
     )
     if checkpoint is not None:
         trainer.restore(checkpoint, cfg.ckpt_path, weights_only=not cfg.train)

@@ -17,9 +17,23 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
 
+def untracked(overrides: tuple[str, ...]) -> list[str]:
+    """Runs are untracked unless a test asks for tracking (MLflow's first use of a
+    database costs seconds; tests/test_tracking.py covers it)."""
+    asked = any(o.lstrip("+~").startswith("tracking") for o in overrides)
+    return list(overrides) if asked else [*overrides, "tracking=none"]
+
+
+@pytest.fixture(autouse=True)
+def _no_tracking_in_the_repo(tmp_path_factory, monkeypatch):
+    # A test that tracks without naming a store writes here, never to ./mlflow.db.
+    store = tmp_path_factory.getbasetemp() / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+
+
 def make_config(*overrides: str) -> DictConfig:
     with initialize_config_dir(config_dir=str(CONF)):
-        return compose("config", overrides=list(overrides))
+        return compose("config", overrides=untracked(overrides))
 
 
 def run_config(run_dir: Path, *overrides: str) -> dict:
@@ -30,7 +44,7 @@ def run_config(run_dir: Path, *overrides: str) -> dict:
 
 def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "qtrain", *args],
+        [sys.executable, "-m", "qtrain", *untracked(args)],
         cwd=cwd,
         env={**os.environ, **(env or {})},
         check=False,

@@ -14,7 +14,7 @@ from conftest import run_config, write_mnist_folder
 
 from qtrain.engine import loop
 from qtrain.engine.checkpoint import load_checkpoint, save_checkpoint
-from qtrain.engine.fit import TrainingInterrupted
+from qtrain.errors import TrainingInterrupted
 
 # Deterministic CPU runs of a few batches per epoch on digits.
 SHORT = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,20 +28,12 @@ from qtrain.engine.checkpoint import (
 )
 from qtrain.engine.interrupt import StopRequest
 from qtrain.engine.loop import EpochProgress, StepOptions, evaluate, train_epoch
-from qtrain.errors import ConfigError
+from qtrain.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from qtrain.tracking.console import epoch_bar
 
 log = logging.getLogger("qtrain")
 
 EVAL_METRICS = ("val/loss", "val/acc")
-
-
-class TrainingInterrupted(Exception):
-    """Training stopped on a signal after writing `checkpoint`."""
-
-    def __init__(self, signum: int, checkpoint: Path):
-        super().__init__(f"stopped by signal {signum}; resume with ckpt_path={checkpoint}")
-        self.signum, self.checkpoint = signum, checkpoint
 
 
 @dataclass
@@ -75,6 +68,7 @@ class Trainer:
         run_dir: Path,
         config: DictConfig,
         compiled: nn.Module | None = None,
+        on_epoch_end: Callable[[dict], None] = lambda row: None,
     ):
         if settings.monitor not in EVAL_METRICS:
             raise ConfigError("trainer.monitor", settings.monitor, f"use one of {', '.join(EVAL_METRICS)}")
@@ -82,6 +76,7 @@ class Trainer:
         self.data, self.stages, self.settings = data, stages, settings
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.device, self.run_dir, self.config = device, run_dir, config
+        self.on_epoch_end = on_epoch_end  # gets each history row (the tracker logs it)
         self.checkpoints = run_dir / "checkpoints"
         self.state = TrainState()
         self.resume_from: dict | None = None
@@ -231,6 +226,9 @@ class Trainer:
 
     def _end_epoch(self, stage_name: str, progress: EpochProgress, metrics: dict, optimizer, scheduler) -> None:
         state, settings = self.state, self.settings
+        for name, loss in (("train/loss", progress.metrics("train")["train/loss"]), ("val/loss", metrics["val/loss"])):
+            if not math.isfinite(loss):
+                raise TrainingDiverged(name, loss, stage_name, state.epoch + 1)
         value = metrics[settings.monitor]
         improved_stage = self._better(value, state.stage_best)
         state.bad_epochs = 0 if improved_stage else state.bad_epochs + 1
@@ -249,6 +247,7 @@ class Trainer:
         state.epoch += 1
         state.partial = None
         state.history.append(row)
+        self.on_epoch_end(row)
         improved_run = self._better(value, state.best)
         if improved_run:
             state.best, state.best_stage_index = value, state.stage_index

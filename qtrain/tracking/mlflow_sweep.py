@@ -1,0 +1,96 @@
+"""The parent MLflow run of a sweep, opened and closed in the launcher process (Hydra
+callbacks), so that jobs started by any launcher nest under it; at the end it holds
+the best job's overrides and objective."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import sys
+import time
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from mlflow.entities import Metric, Param
+from mlflow.tracking.context.registry import resolve_tags
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from omegaconf import DictConfig
+
+from qtrain.tracking.mlflow_run import SWEEP_TAG, connect, sweep_id, ui_hint
+
+log = logging.getLogger("qtrain")
+
+
+class MlflowSweepCallback(Callback):
+    def __init__(
+        self,
+        uri: str,
+        experiment: str,
+        objective: str,
+        direction: str,
+        http_timeout_s: int = 10,
+        http_retries: int = 1,
+    ):
+        self.uri, self.experiment, self.http = uri, experiment, (http_timeout_s, http_retries)
+        self.objective, self.direction = objective, direction
+        self.client = self.run_id = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            self.client, self.experiment_id = connect(self.uri, self.experiment, *self.http)
+            tags = {
+                SWEEP_TAG: sweep_id(config.hydra),
+                "hydra.overrides": " ".join(config.hydra.overrides.task) or "(none)",
+                "qtrain.objective": f"{self.direction} {self.objective}",
+            }
+            started = time.strftime("%Y%m%d-%H%M%S")
+            name = f"sweep-{config.hydra.runtime.choices.model}-{config.dataset.name}-{started}"
+            run = self.client.create_run(self.experiment_id, run_name=name, tags=resolve_tags(tags))
+        except Exception as error:  # noqa: BLE001 -- tracking is never why a sweep fails
+            log.warning("MLflow tracking at %s failed (%s); the sweep goes on untracked", self.uri, error)
+            return
+        self.run_id = run.info.run_id
+        atexit.register(self._end_if_open)  # a sweep that raises never reaches on_multirun_end
+        log.info("MLflow sweep run %s: %s", name, ui_hint(self.uri, self.experiment_id, self.run_id))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._end("FINISHED", log_best=True)
+
+    def _end_if_open(self) -> None:
+        self._end("KILLED" if getattr(sys, "last_type", None) is KeyboardInterrupt else "FAILED", log_best=False)
+
+    def _end(self, status: str, log_best: bool) -> None:
+        if self.run_id is None:
+            return
+        run_id, self.run_id = self.run_id, None
+        try:
+            if log_best:
+                self._log_best(run_id)
+            self.client.set_terminated(run_id, status)
+        except Exception as error:  # noqa: BLE001 -- tracking is never why a sweep fails
+            log.warning("MLflow: could not close the sweep run %s (%s)", run_id, error)
+
+    def _log_best(self, run_id: str) -> None:
+        jobs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{run_id}'", max_results=10_000
+        )
+        failed = sum(job.info.status != "FINISHED" for job in jobs)
+        self.client.set_tag(run_id, "qtrain.jobs", f"{len(jobs)} ({failed} failed)")
+        scored = [
+            job for job in jobs if job.info.status == "FINISHED" and _finite(job.data.metrics.get(self.objective))
+        ]
+        if not scored:
+            return
+        pick = max if self.direction == "maximize" else min
+        best = pick(scored, key=lambda job: job.data.metrics[self.objective])
+        value = best.data.metrics[self.objective]
+        overrides = best.data.tags.get("hydra.overrides", "")
+        params = [Param(*item.lstrip("+~").split("=", 1)) for item in overrides.split() if "=" in item]
+        self.client.log_batch(run_id, metrics=[Metric(self.objective, value, 0, 0)], params=params)
+        self.client.set_tag(run_id, "qtrain.best_run", f"{best.info.run_name} ({best.info.run_id})")
+        log.info("MLflow: best job %s, %s = %.4f", best.info.run_name, self.objective, value)
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)

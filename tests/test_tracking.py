@@ -1,0 +1,180 @@
+"""MLflow runs and Optuna sweeps, each against stores in a temporary folder."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import subprocess
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import ROOT, make_config, run_cli
+from mlflow import MlflowClient
+
+from qtrain.errors import TrainingInterrupted
+from qtrain.objective import direction
+from qtrain.tracking.mlflow_run import MlflowTracker, config_params
+
+
+def runs_of(uri: str, experiment: str = "qtrain-digits") -> list:
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"no experiment {experiment} in {uri}"
+    assert found.tags["mlflow.experimentKind"] == "custom_model_development"
+    return client.search_runs([found.experiment_id])
+
+
+def test_a_run_logs_config_metrics_and_files(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        "model=simple_cnn",
+        "debug=fast",
+        "stages.train.epochs=2",
+        "trainer.limit_epochs=2",
+        "optimizer.lr=0.002",
+        f"tracking.uri={uri}",
+        "tracking.log_checkpoint=true",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run,) = runs_of(uri)
+    client = MlflowClient(uri)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name.startswith("simple_cnn-digits-")
+    assert run.data.params["optimizer.lr"] == "0.002"
+    assert run.data.params["model._target_"] == "qtrain.models.simple_cnn.SimpleCNN"
+    assert run.data.params["stages.train.epochs"] == "2"
+    assert "debug=fast" in run.data.tags["hydra.overrides"]
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], check=True, cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    assert run.data.tags["mlflow.source.git.commit"] == commit
+    # Per epoch, at the global step: debug=fast takes 3 optimizer steps per epoch.
+    history = client.get_metric_history(run.info.run_id, "val/acc")
+    assert [m.step for m in history] == [3, 6]
+    with open(run_dir / "history.csv") as f:
+        assert [m.value for m in history] == pytest.approx([float(row["val/acc"]) for row in csv.DictReader(f)])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert run.data.metrics["test/acc"] == pytest.approx(metrics["test/acc"])
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"metrics.json", "history.csv", "report.txt", "plots", ".hydra", "checkpoints"} <= artifacts
+    assert {a.path for a in client.list_artifacts(run.info.run_id, ".hydra")} >= {".hydra/config.yaml"}
+    assert "mlflow ui --backend-store-uri" in result.stderr + result.stdout
+
+
+def test_config_params_are_dotted_and_cut_to_mlflows_limit():
+    cfg = make_config(
+        "model=cnn_quantum",
+        "model.quantum.n_qubits=6",
+        "dataset.batch_size=64",
+        "model.quantum.observables=[" + ",".join(["ZZZZZZ"] * 1500) + "]",
+    )
+    params = config_params(cfg)
+    assert params["model.quantum.n_qubits"] == "6"
+    assert params["dataset.batch_size"] == "64"
+    assert len(params["model.quantum.observables"]) == 6000
+
+
+def test_unreachable_server_is_one_warning(tmp_path):
+    result = run_cli(
+        "model=simple_cnn",
+        "debug=fast",
+        "tracking.uri=http://127.0.0.1:9",
+        "tracking.http_timeout_s=2",
+        "tracking.http_retries=0",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = (result.stdout + result.stderr).splitlines()
+    warnings = [line for line in output if "MLflow tracking at http://127.0.0.1:9 failed" in line]
+    assert len(warnings) == 1
+    assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_a_diverged_run_exits_1_and_is_marked_failed(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    result = run_cli(
+        "model=simple_cnn",
+        "debug=fast",
+        "optimizer.lr=1e30",
+        f"tracking.uri={uri}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1 and "training diverged" in result.stdout + result.stderr
+    (run,) = runs_of(uri)
+    assert run.info.status == "FAILED"
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (None, "FINISHED"),
+        (TrainingInterrupted(15, Path("last.pt")), "KILLED"),
+        (KeyboardInterrupt(), "KILLED"),
+        (RuntimeError("boom"), "FAILED"),
+    ],
+)
+def test_a_run_ends_with_the_status_of_how_it_ended(tmp_path, error, status):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = MlflowTracker(uri=uri, experiment="qtrain-digits")
+    with contextlib.suppress(type(error) if error else ()), tracker.track(make_config("model=simple_cnn"), tmp_path):
+        if error is not None:
+            raise error
+    (run,) = runs_of(uri)
+    assert run.info.status == status
+
+
+@pytest.mark.parametrize(
+    ("metric", "expected"),
+    [
+        ("val/acc_best", "maximize"),
+        ("val/loss_best", "minimize"),
+        ("test/f1_macro", "maximize"),
+        ("val/mse", "minimize"),
+    ],
+)
+def test_objective_direction_follows_the_metric(metric, expected):
+    assert direction(metric) == expected
+
+
+def test_optuna_sweep_nests_trials_and_records_a_failed_one(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    result = run_cli(
+        "-m",
+        "hparams_search=optuna",
+        "model=simple_cnn",
+        "debug=fast",
+        "hydra/sweeper/sampler=grid",  # every value once, in a fixed set: one of them diverges
+        "hydra.sweeper.params={optimizer.lr:'choice(1e-3,1e30,3e-3)',"
+        "optimizer.weight_decay:'choice(0.0)',dataset.batch_size:'choice(64)'}",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=test",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        f"tracking.uri={uri}",
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = runs_of(uri)
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 3 and len(runs) == 4
+    assert sorted(r.info.status for r in children) == ["FAILED", "FINISHED", "FINISHED"]
+    assert sorted(float(r.data.params["optimizer.lr"]) for r in children) == [1e-3, 3e-3, 1e30]
+    finished = [r for r in children if r.info.status == "FINISHED"]
+    assert all("val/acc_best" in r.data.metrics for r in finished)
+    best = max(finished, key=lambda r: r.data.metrics["val/acc_best"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["val/acc_best"] == best.data.metrics["val/acc_best"]
+    assert float(parent.data.params["optimizer.lr"]) == float(best.data.params["optimizer.lr"])
+    study = optuna.load_study(study_name="test", storage=storage)
+    states = sorted(t.state.name for t in study.trials)
+    assert states == ["COMPLETE", "COMPLETE", "FAIL"]
+    assert study.best_value == best.data.metrics["val/acc_best"]
