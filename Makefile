@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test lint format bench clean mlflow-ui
+.PHONY: install run test lint format bench clean mlflow-ui sweep
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,11 @@ bench: $(INSTALLED)  ## input pipeline, quantum head per backend, hybrid step co
 	$(PY) benchmarks/quantum_head.py
 	$(PY) benchmarks/hybrid_step.py
 
-mlflow-ui: $(INSTALLED)  ## browse runs at http://127.0.0.1:5000
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+sweep: $(INSTALLED)  ## a small example Optuna sweep: 4 short trials of cnn_quantum, then see them in make mlflow-ui
+	$(PY) -m qtrain -m hparams_search=optuna model=cnn_quantum stages.train.epochs=3 hydra.sweeper.n_trials=4 $(ARGS)
+
+mlflow-ui: $(INSTALLED)  ## browse runs at http://127.0.0.1:5000 (the store runs log to: MLFLOW_TRACKING_URI or ./mlflow.db)
+	$(VENV)/bin/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port 5000
 
 clean:  ## remove run outputs and caches (not .venv, not data/)
 	rm -rf outputs multirun .pytest_cache .ruff_cache

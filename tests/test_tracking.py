@@ -178,3 +178,17 @@ def test_optuna_sweep_nests_trials_and_records_a_failed_one(tmp_path):
     states = sorted(t.state.name for t in study.trials)
     assert states == ["COMPLETE", "COMPLETE", "FAIL"]
     assert study.best_value == best.data.metrics["val/acc_best"]
+
+
+def test_malformed_search_space_names_the_key(tmp_path):
+    result = run_cli(
+        "-m",
+        "hparams_search=optuna",
+        "model=simple_cnn",
+        "hydra.sweeper.params={optimizer.lr:'interval(1e-4'}",
+        f"hydra.sweeper.storage=sqlite:///{tmp_path}/optuna.db",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "optimizer.lr=interval(1e-4" in result.stderr
+    assert not (tmp_path / "multirun").exists() or not any((tmp_path / "multirun").rglob("metrics.json"))
