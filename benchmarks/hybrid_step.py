@@ -12,14 +12,28 @@ import time
 from pathlib import Path
 
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import execution_whitelist, instantiate
 from results_table import write_results
 from torch import nn
 
-from qtrain.models.hybrid import HybridClassifier
-from qtrain.models.simple_cnn import SimpleCNN
-from qtrain.models.timm_models import resnet
+from qtrain.run import TRUSTED_TARGETS
 
-QUANTUM = {"n_qubits": 4, "feature_map": "angle_ry", "ansatz": "real_amplitudes", "reps": 2, "observables": "z"}
+CONF = Path(__file__).resolve().parents[1] / "conf"
+# (classical, hybrid) model configs, each built as `python -m qtrain model=<name> <overrides>` would.
+PAIRS = [
+    ("resnet", "resnet_quantum", ["model.quantum.n_qubits=4"]),
+    ("resnet", "resnet_quantum", []),
+    ("simple_cnn", "cnn_quantum", []),
+]
+
+
+def build(model: str, overrides: list[str]) -> tuple[nn.Module, int]:
+    """The model of the default digits experiment with `model`, and its image size."""
+    with initialize_config_dir(config_dir=str(CONF)):
+        cfg = compose("config", overrides=[f"model={model}", *overrides])
+    with execution_whitelist(TRUSTED_TARGETS):
+        return instantiate(cfg.model), cfg.dataset.image_size
 
 
 def step_time(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -52,27 +66,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     rows = []
-    for batch in (32, 128):
-        rows.append(
-            compare(
-                "resnet vs resnet_quantum (digits 8x8)",
-                resnet(num_classes=10, in_channels=1),
-                HybridClassifier(resnet(num_classes=0, in_channels=1), 10, QUANTUM),
-                batch,
-                8,
-                args.repeats,
-            )
-        )
-        rows.append(
-            compare(
-                "simple_cnn vs cnn_quantum (digits 8x8)",
-                SimpleCNN(10, 1, 8),
-                HybridClassifier(SimpleCNN(0, 1, 8), 10, QUANTUM),
-                batch,
-                8,
-                args.repeats,
-            )
-        )
+    for classical_name, hybrid_name, overrides in PAIRS:
+        (classical, size), (hybrid, _) = build(classical_name, []), build(hybrid_name, overrides)
+        qubits = hybrid.head.quantum.circuit.num_qubits
+        name = f"{classical_name} vs {hybrid_name} ({qubits} qubits, digits {size}x{size})"
+        for batch in (32, 64, 128):
+            rows.append(compare(name, classical, hybrid, batch, size, args.repeats))
     write_results(
         args.out,
         "hybrid_step",

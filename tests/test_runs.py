@@ -7,7 +7,17 @@ import json
 import math
 
 import pytest
+import torch
 from conftest import run_cli, run_config
+
+
+def test_the_default_run_is_resnet_quantum_and_reaches_95_percent(tmp_path):
+    # `python -m qtrain`: resnet18 -> 6-qubit circuit on digits, 12 epochs (~2 min on 2 cores)
+    metrics = run_config(tmp_path, "hardware=cpu", "trainer.progress=false")
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["test/acc"] == metrics["test/acc"] >= 0.95
+    saved = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)["config"]["model"]
+    assert saved["encoder"]["name"] == "resnet18" and saved["quantum"]["backend"] == "torch"
 
 
 def test_simple_cnn_on_digits_reaches_97_percent(tmp_path):

@@ -18,6 +18,7 @@ from qtrain.errors import TrainingInterrupted
 
 # Deterministic CPU runs of a few batches per epoch on digits.
 SHORT = [
+    "model=simple_cnn",
     "hardware=cpu",
     "trainer.progress=false",
     "trainer.limit_train_batches=6",
@@ -94,7 +95,7 @@ def test_resume_after_sigterm_ends_with_the_same_weights(tmp_path, monkeypatch, 
 def test_evaluate_only_reproduces_the_stored_test_metric(tmp_path):
     trained = run_config(tmp_path / "train", *SHORT)
     best = tmp_path / "train" / "checkpoints" / "best.pt"
-    evaluated = run_config(tmp_path / "eval", "hardware=cpu", "train=false", f"ckpt_path={best}")
+    evaluated = run_config(tmp_path / "eval", "model=simple_cnn", "hardware=cpu", "train=false", f"ckpt_path={best}")
     assert evaluated["test/acc"] == trained["test/acc"]
     assert evaluated["test/loss"] == pytest.approx(trained["test/loss"], rel=1e-6)
     assert not (tmp_path / "eval" / "checkpoints").exists()  # evaluation writes no checkpoints
@@ -121,6 +122,7 @@ def test_mnist_idx_files_train_end_to_end(tmp_path):
     write_mnist_folder(tmp_path / "mnist", n_train=400, n_test=100)
     metrics = run_config(
         tmp_path / "run",
+        "model=simple_cnn",
         "dataset=mnist",
         f"dataset.root={tmp_path / 'mnist'}",
         "dataset.download=false",
@@ -172,7 +174,7 @@ def test_schedules_follow_their_shape(tmp_path):
 
 def test_a_resumed_run_carries_the_best_checkpoint_on(tmp_path, monkeypatch):
     # A vanishing lr: val/acc peaks in epoch 1, so the resumed epochs never write a best.pt of their own.
-    overrides = [*SHORT, "optimizer.lr=1e-12"]
+    overrides = [*SHORT, "optimizer.lr=1e-12", "scheduler=none"]
     interrupt_after(monkeypatch, 9)
     with pytest.raises(TrainingInterrupted) as stopped:
         run_config(tmp_path / "cut", *overrides)
