@@ -94,7 +94,9 @@ def test_cli_unknown_option_lists_the_choices(tmp_path):
 
 
 def test_cli_unknown_objective_lists_the_metrics(tmp_path):
-    result = run_cli("debug=fast", "objective=val/f2", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    result = run_cli(
+        "model=simple_cnn", "debug=fast", "objective=val/f2", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
     assert result.returncode == 1
     assert "objective=val/f2: not a metric of this run; it produced test/acc" in result.stdout + result.stderr
     assert (tmp_path / "run" / "metrics.json").exists()  # nothing the run wrote is lost

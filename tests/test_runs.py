@@ -36,7 +36,9 @@ def test_timm_models_train_on_digits(tmp_path, model):
 
 def test_multirun_writes_one_directory_per_job(tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_cli("-m", "debug=fast", "optimizer=adam,sgd", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    result = run_cli(
+        "-m", "model=simple_cnn", "debug=fast", "optimizer=adam,sgd", f"hydra.sweep.dir={sweep}", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [p.name for p in jobs] == ["0", "1"]
