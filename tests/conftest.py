@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,9 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+
+from qtrain.engine import loop
+from qtrain.engine.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -84,3 +88,21 @@ def write_mnist_folder(folder: Path, n_train: int = 200, n_test: int = 50, compr
 def fast() -> list[str]:
     """Overrides for a tiny CPU run."""
     return ["debug=fast", "hardware=cpu"]
+
+
+def final_weights(run_dir):
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+
+
+def interrupt_after(monkeypatch, steps: int) -> None:
+    """Send this process a real SIGTERM after `steps` optimizer steps."""
+    count = {"n": 0}
+    original = loop.optimizer_step
+
+    def step_then_signal(*args, **kwargs):
+        original(*args, **kwargs)
+        count["n"] += 1
+        if count["n"] == steps:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(loop, "optimizer_step", step_then_signal)

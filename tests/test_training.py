@@ -5,14 +5,12 @@ from __future__ import annotations
 import csv
 import functools
 import json
-import os
 import signal
 
 import pytest
 import torch
-from conftest import run_config, write_mnist_folder
+from conftest import final_weights, interrupt_after, run_config, write_mnist_folder
 
-from qtrain.engine import loop
 from qtrain.engine.checkpoint import load_checkpoint, save_checkpoint
 from qtrain.errors import TrainingInterrupted
 
@@ -54,24 +52,6 @@ def test_a_short_run_writes_the_whole_run_directory(tmp_path):
     report = (tmp_path / "report.txt").read_text()
     assert "precision" in report and "recall" in report and "f1-score" in report
     assert not list(tmp_path.rglob("*.tmp"))
-
-
-def final_weights(run_dir):
-    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
-
-
-def interrupt_after(monkeypatch, steps: int) -> None:
-    """Send this process a real SIGTERM after `steps` optimizer steps."""
-    count = {"n": 0}
-    original = loop.optimizer_step
-
-    def step_then_signal(*args, **kwargs):
-        original(*args, **kwargs)
-        count["n"] += 1
-        if count["n"] == steps:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    monkeypatch.setattr(loop, "optimizer_step", step_then_signal)
 
 
 @pytest.mark.parametrize("steps", [6, 9])  # at an epoch boundary; in the middle of epoch 2

@@ -12,7 +12,7 @@ import torch
 from qtrain.errors import ConfigError
 from qtrain.files import atomic_write
 
-FORMAT = "qtrain-checkpoint/1"
+FORMAT = "qtrain-checkpoint/2"  # 2: best.pt is per stage (TrainState lost best/best_stage_index)
 
 
 def save_checkpoint(state: dict, path: Path) -> None:

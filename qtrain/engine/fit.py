@@ -28,6 +28,7 @@ from qtrain.engine.checkpoint import (
 )
 from qtrain.engine.interrupt import StopRequest
 from qtrain.engine.loop import EpochProgress, StepOptions, evaluate, train_epoch
+from qtrain.engine.stages import Stage, StageLoss, apply_stage, plan_stages
 from qtrain.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from qtrain.tracking.console import epoch_bar
 
@@ -43,9 +44,7 @@ class TrainState:
     stage_index: int = 0
     epoch: int = 0  # epochs completed in the current stage
     global_step: int = 0
-    best: float | None = None  # best monitored value of the run (best.pt)
-    best_stage_index: int | None = None
-    stage_best: float | None = None
+    stage_best: float | None = None  # best monitored value of the current stage (best.pt)
     bad_epochs: int = 0
     stage_seconds: float = 0.0
     partial: dict | None = None  # EpochProgress of an epoch interrupted midway
@@ -73,7 +72,8 @@ class Trainer:
         if settings.monitor not in EVAL_METRICS:
             raise ConfigError("trainer.monitor", settings.monitor, f"use one of {', '.join(EVAL_METRICS)}")
         self.model, self.forward_model = model, model if compiled is None else compiled
-        self.data, self.stages, self.settings = data, stages, settings
+        self.data, self.settings = data, settings
+        self.stages = plan_stages(stages, model)  # refuses a bad stage before anything trains
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.device, self.run_dir, self.config = device, run_dir, config
         self.on_epoch_end = on_epoch_end  # gets each history row (the tracker logs it)
@@ -81,7 +81,7 @@ class Trainer:
         self.state = TrainState()
         self.resume_from: dict | None = None
         self.options = StepOptions(
-            criterion=nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing),
+            criterion=StageLoss(self.stages[-1].loss_weights, settings.label_smoothing),
             device=device,
             autocast=autocast,
             scaler=scaler,
@@ -113,9 +113,9 @@ class Trainer:
         improvement and the weights that are tested if nothing beats them."""
         if best.is_file():
             copy_checkpoint(best, self.checkpoints / "best.pt")
-        elif self.state.best is not None:
+        elif self.state.stage_best is not None:
             log.warning("no best.pt beside %s: the best weights so far are lost; tracking starts anew", best.parent)
-            self.state.best = self.state.best_stage_index = None
+            self.state.stage_best = None
 
     def _save(self, name: str, optimizer, scheduler, optimizer_stage: int) -> Path:
         path = self.checkpoints / name
@@ -138,20 +138,27 @@ class Trainer:
 
     def fit(self) -> None:
         with StopRequest() as stop:
-            for index, (name, stage) in enumerate(self.stages.items()):
+            for index, stage in enumerate(self.stages):
                 if index >= self.state.stage_index:
-                    self._run_stage(index, name, stage, stop)
+                    self._run_stage(index, stage, stop)
 
-    def _epochs(self, stage: DictConfig) -> int:
+    def _epochs(self, stage: Stage) -> int:
         limit = self.settings.limit_epochs
         return stage.epochs if limit is None else min(stage.epochs, limit)
 
-    def _run_stage(self, index: int, name: str, stage: DictConfig, stop: StopRequest) -> None:
-        epochs = self._epochs(stage)
+    def _use_stage(self, stage: Stage) -> None:
+        """Freeze what the stage does not train, set its heads and its loss."""
+        self.options.frozen = apply_stage(self.model, stage)
+        self.options.criterion = StageLoss(stage.loss_weights, self.settings.label_smoothing)
+
+    def _run_stage(self, index: int, stage: Stage, stop: StopRequest) -> None:
+        name, epochs = stage.name, self._epochs(stage)
+        self._use_stage(stage)
         batches_per_epoch = len(self.data.train_batches(0, limit=self.settings.limit_train_batches))
         steps_per_epoch = math.ceil(batches_per_epoch / self.settings.accumulate_batches)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = self.make_optimizer(params, lr=stage.lr)
+        decay = {} if stage.weight_decay is None else {"weight_decay": stage.weight_decay}
+        optimizer = self.make_optimizer(params, lr=stage.lr, **decay)
         scheduler = self.make_scheduler(
             optimizer, total_steps=epochs * steps_per_epoch, steps_per_epoch=steps_per_epoch
         )
@@ -164,7 +171,14 @@ class Trainer:
         else:
             self.state.stage_index, self.state.epoch, self.state.bad_epochs = index, 0, 0
             self.state.stage_best, self.state.stage_seconds, self.state.partial = None, 0.0, None
-        log.info("stage %s: %d epochs, lr %.2g, %d steps per epoch", name, epochs, stage.lr, steps_per_epoch)
+        log.info(
+            "stage %s: %d epochs, lr %.2g, %d steps per epoch, training %s",
+            name,
+            epochs,
+            stage.lr,
+            steps_per_epoch,
+            ", ".join(stage.trainable),
+        )
         while self.state.epoch < epochs and not self._stop_early(stage):
             self._run_epoch(name, epochs, optimizer, scheduler, stop)
         self.state.stages.append(
@@ -176,12 +190,11 @@ class Trainer:
             }
         )
         self.state.stage_index = index + 1
-        if self.state.best_stage_index == index:  # leave the stage with its best weights
-            self.load_best()
+        self.load_best()  # the next stage starts from this stage's best weights
         self._save("last.pt", optimizer, scheduler, index)
 
-    def _stop_early(self, stage: DictConfig) -> bool:
-        patience = stage.get("patience")
+    def _stop_early(self, stage: Stage) -> bool:
+        patience = stage.patience
         if patience is not None and self.state.bad_epochs >= patience:
             log.info("early stop: %s did not improve for %d epochs", self.settings.monitor, patience)
             return True
@@ -240,6 +253,7 @@ class Trainer:
             "lr": optimizer.param_groups[0]["lr"],
             **progress.metrics("train"),
             **metrics,
+            **{f"ensemble/{head}": w for head, w in getattr(self.model, "ensemble_weights", dict)().items()},
             "samples_per_s": progress.samples_per_s,
         }
         if not self.options.step_scheduler:
@@ -248,13 +262,11 @@ class Trainer:
         state.partial = None
         state.history.append(row)
         self.on_epoch_end(row)
-        improved_run = self._better(value, state.best)
-        if improved_run:
-            state.best, state.best_stage_index = value, state.stage_index
-        # One serialization per epoch; best.pt and epoch_NNNN.pt are that same state.
+        # One serialization per epoch; best.pt, stage_<name>_best.pt and epoch_NNNN.pt are that same state.
         last = self._save("last.pt", optimizer, scheduler, state.stage_index)
-        if improved_run:
+        if improved_stage:
             copy_checkpoint(last, self.checkpoints / "best.pt")
+            copy_checkpoint(last, self.checkpoints / f"stage_{stage_name}_best.pt")
         if settings.keep_epoch_checkpoints:
             copy_checkpoint(last, self.checkpoints / f"epoch_{len(state.history):04d}.pt")
             prune_epoch_checkpoints(self.checkpoints, settings.keep_epoch_checkpoints)
@@ -279,6 +291,7 @@ class Trainer:
             self.model.load_state_dict(torch.load(best, map_location=self.device, weights_only=True)["model"])
 
     def test(self) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+        self._use_stage(self.stages[-1])  # the final model: the last stage's heads and loss
         batches = self.data.eval_batches("test", self.settings.limit_eval_batches)
         return evaluate(self.forward_model, batches, self.options, "test", keep_predictions=True)
 

@@ -36,7 +36,7 @@ class EpochProgress:
 class StepOptions:
     """How a batch becomes an optimizer step."""
 
-    criterion: nn.Module
+    criterion: nn.Module  # (output, target) -> (loss, logits the metrics judge): stages.StageLoss
     device: torch.device
     autocast: Callable[[], AbstractContextManager]
     scaler: torch.amp.GradScaler
@@ -44,6 +44,7 @@ class StepOptions:
     grad_clip_norm: float | None = None
     step_scheduler: bool = True  # False for ReduceLROnPlateau, stepped once per epoch
     on_step: Callable[[], None] = field(default=lambda: None)
+    frozen: list[nn.Module] = field(default_factory=list)  # kept in eval mode while training
 
 
 def train_epoch(
@@ -62,6 +63,8 @@ def train_epoch(
     optimizer and `progress` always describe a whole number of steps.
     """
     model.train()
+    for module in options.frozen:
+        module.eval()
     total = len(batches)
     loss_sum = torch.zeros((), device=options.device)
     correct = torch.zeros((), dtype=torch.long, device=options.device)
@@ -71,8 +74,7 @@ def train_epoch(
         x = x.to(options.device, non_blocking=True)
         y = y.to(options.device, non_blocking=True)
         with options.autocast():
-            logits = model(x)
-            loss = options.criterion(logits, y)
+            loss, logits = options.criterion(model(x), y)
         options.scaler.scale(loss / options.accumulate).backward()
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
@@ -117,27 +119,34 @@ def optimizer_step(model: nn.Module, optimizer, scheduler, options: StepOptions)
 def evaluate(
     model: nn.Module, batches: Iterable, options: StepOptions, prefix: str, keep_predictions: bool = False
 ) -> tuple[dict[str, float], torch.Tensor | None, torch.Tensor | None]:
-    """Mean loss and accuracy over `batches`, as `<prefix>/loss`, `<prefix>/acc`; with
-    `keep_predictions`, also the predicted and true labels (on the CPU)."""
+    """Mean loss and accuracy over `batches`, as `<prefix>/loss`, `<prefix>/acc` (for a
+    model with named heads: the ensemble's, and `<prefix>/acc_<head>` for each head);
+    with `keep_predictions`, also the predicted and true labels (on the CPU)."""
     model.eval()
     loss_sum = torch.zeros((), device=options.device)
     correct = torch.zeros((), dtype=torch.long, device=options.device)
+    head_correct: dict[str, torch.Tensor] = {}
     seen = 0
     predictions, targets = [], []
     for x, y in batches:
         x = x.to(options.device, non_blocking=True)
         y = y.to(options.device, non_blocking=True)
         with options.autocast():
-            logits = model(x)
-        loss_sum += options.criterion(logits.float(), y) * len(y)
+            output = model(x)
+            loss, logits = options.criterion(output, y)
+        loss_sum += loss.float() * len(y)
         predicted = logits.argmax(1)
         correct += (predicted == y).sum()
+        for head, head_logits in output.items() if isinstance(output, dict) else ():
+            if head != "ensemble":
+                head_correct[head] = head_correct.get(head, 0) + (head_logits.argmax(1) == y).sum()
         seen += len(y)
         if keep_predictions:
             predictions.append(predicted.cpu())
             targets.append(y.cpu())
     seen = max(seen, 1)
     metrics = {f"{prefix}/loss": loss_sum.item() / seen, f"{prefix}/acc": correct.item() / seen}
+    metrics |= {f"{prefix}/acc_{head}": int(n) / seen for head, n in head_correct.items()}
     if not keep_predictions:
         return metrics, None, None
     return metrics, torch.cat(predictions), torch.cat(targets)
