@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import os
 import signal
@@ -106,3 +107,8 @@ def interrupt_after(monkeypatch, steps: int) -> None:
             os.kill(os.getpid(), signal.SIGTERM)
 
     monkeypatch.setattr(loop, "optimizer_step", step_then_signal)
+
+
+def read_history(run_dir):
+    with open(run_dir / "history.csv") as f:
+        return list(csv.DictReader(f))

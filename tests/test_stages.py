@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import final_weights, interrupt_after, make_config, run_config
+from conftest import final_weights, interrupt_after, make_config, read_history, run_config
 from hydra.utils import execution_whitelist, instantiate
 
 from qtrain.engine.checkpoint import load_checkpoint
@@ -122,3 +122,18 @@ def test_the_staged_preset_reaches_97_percent_on_digits(tmp_path):
     )
     assert metrics["test/acc"] >= 0.97  # the ensemble's
     assert metrics["test/acc_quantum"] >= 0.9  # the quantum head alone, on the frozen encoder
+
+
+def test_cached_and_uncached_quantum_stages_agree(tmp_path):
+    common = [*STAGED, "dataset.augment.enabled=false"]
+    run_config(tmp_path / "plain", *common)
+    run_config(tmp_path / "cached", *common, "stages.quantum.cache_features=true")
+    rows = {name: read_history(tmp_path / name) for name in ("plain", "cached")}
+    quantum = [[r for r in rows[name] if r["stage"] == "quantum"] for name in ("plain", "cached")]
+    assert len(quantum[0]) == len(quantum[1]) == 2
+    for plain, cached in zip(*quantum):
+        for key in ("train/loss", "val/loss", "val/acc", "val/acc_quantum"):
+            assert float(cached[key]) == pytest.approx(float(plain[key]), abs=1e-5), key
+    saved = torch.load(tmp_path / "cached" / "features.pt", weights_only=True)
+    features, labels = saved["splits"]["train"]
+    assert features.shape == (len(labels), 16) and saved["class_names"] == [str(d) for d in range(10)]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import signal
 
 import pytest
 import torch
-from conftest import final_weights, interrupt_after, run_config, write_mnist_folder
+from conftest import final_weights, interrupt_after, read_history, run_config, write_mnist_folder
 
 from qtrain.engine.checkpoint import load_checkpoint, save_checkpoint
 from qtrain.errors import TrainingInterrupted
@@ -23,11 +22,6 @@ SHORT = [
     "stages.train.epochs=3",
     "optimizer.lr=5e-3",
 ]
-
-
-def read_history(run_dir):
-    with open(run_dir / "history.csv") as f:
-        return list(csv.DictReader(f))
 
 
 def test_a_short_run_writes_the_whole_run_directory(tmp_path):

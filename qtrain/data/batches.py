@@ -91,3 +91,25 @@ class TensorBatches:
             if self.augment is not None:
                 x = self.augment(x, np.random.default_rng((self.seed, self.epoch, i)))
             yield x, y
+
+
+class TensorSplits:
+    """Serves train/val/test tensors held in `splits` (on the training device) as batches;
+    the users set `splits`, `batch_size`, `split_seed` and `augment`."""
+
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    batch_size: int
+    split_seed: int
+    augment: BatchAugment | None = None
+
+    def size(self, split: str) -> int:
+        return len(self.splits[split][1])
+
+    def train_batches(self, epoch: int, skip: int = 0, limit: int | None = None) -> TensorBatches:
+        x, y = self.splits["train"]
+        order = epoch_permutation(len(y), self.split_seed, epoch)
+        return TensorBatches(x, y, self.batch_size, order, self.augment, self.split_seed, epoch, skip, limit)
+
+    def eval_batches(self, split: str, limit: int | None = None) -> TensorBatches:
+        x, y = self.splits[split]
+        return TensorBatches(x, y, self.batch_size, limit=limit)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 
-from qtrain.data.batches import BatchAugment, TensorBatches, epoch_permutation
+from qtrain.data.batches import BatchAugment, TensorSplits
 from qtrain.data.image_data import ImageData
 from qtrain.errors import ConfigError
 
@@ -30,14 +30,13 @@ class RawSplits:
     class_names: list[str]
 
 
-class InMemoryImageData(ImageData):
+class InMemoryImageData(TensorSplits, ImageData):
     """Base of the in-memory datasets; subclasses implement `load`."""
 
     def __init__(self, **keys):
         super().__init__(**keys)
         options = dict(self.augment_options)
         self.augment = BatchAugment(**options) if options.pop("enabled", False) else None
-        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def load(self) -> RawSplits:
         raise NotImplementedError
@@ -66,18 +65,6 @@ class InMemoryImageData(ImageData):
         if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
             images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", antialias=True)
         return images
-
-    def size(self, split: str) -> int:
-        return len(self.splits[split][1])
-
-    def train_batches(self, epoch: int, skip: int = 0, limit: int | None = None) -> TensorBatches:
-        x, y = self.splits["train"]
-        order = epoch_permutation(len(y), self.split_seed, epoch)
-        return TensorBatches(x, y, self.batch_size, order, self.augment, self.split_seed, epoch, skip, limit)
-
-    def eval_batches(self, split: str, limit: int | None = None) -> TensorBatches:
-        x, y = self.splits[split]
-        return TensorBatches(x, y, self.batch_size, limit=limit)
 
 
 def convert_channels(images: torch.Tensor, in_channels: int) -> torch.Tensor:

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
+from qtrain.data.features import FeatureData, compute_features
 from qtrain.engine.checkpoint import (
     copy_checkpoint,
     prune_epoch_checkpoints,
@@ -28,7 +29,7 @@ from qtrain.engine.checkpoint import (
 )
 from qtrain.engine.interrupt import StopRequest
 from qtrain.engine.loop import EpochProgress, StepOptions, evaluate, train_epoch
-from qtrain.engine.stages import Stage, StageLoss, apply_stage, plan_stages
+from qtrain.engine.stages import HeadsOnly, Stage, StageLoss, apply_stage, plan_stages
 from qtrain.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from qtrain.tracking.console import epoch_bar
 
@@ -72,6 +73,7 @@ class Trainer:
         if settings.monitor not in EVAL_METRICS:
             raise ConfigError("trainer.monitor", settings.monitor, f"use one of {', '.join(EVAL_METRICS)}")
         self.model, self.forward_model = model, model if compiled is None else compiled
+        self.stage_data, self.stage_model = data, self.forward_model  # what the current stage trains on
         self.data, self.settings = data, settings
         self.stages = plan_stages(stages, model)  # refuses a bad stage before anything trains
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
@@ -151,10 +153,31 @@ class Trainer:
         self.options.frozen = apply_stage(self.model, stage)
         self.options.criterion = StageLoss(stage.loss_weights, self.settings.label_smoothing)
 
+    def _cache_features(self, stage: Stage) -> FeatureData:
+        """The frozen encoder's features of every split, computed once for the stage."""
+        started = time.perf_counter()
+        self.model.eval()
+        with self.options.autocast():
+            splits = compute_features(self.model.features, self.data, self.device)
+        features = FeatureData.of(splits, self.data.class_names, self.data.batch_size, self.data.split_seed)
+        features.save(self.run_dir / "features.pt")
+        log.info(
+            "stage %s: %d features per sample cached for %s samples in %.1fs (features.pt)",
+            stage.name,
+            features.num_features,
+            "/".join(str(features.size(s)) for s in ("train", "val", "test")),
+            time.perf_counter() - started,
+        )
+        return features
+
     def _run_stage(self, index: int, stage: Stage, stop: StopRequest) -> None:
         name, epochs = stage.name, self._epochs(stage)
         self._use_stage(stage)
-        batches_per_epoch = len(self.data.train_batches(0, limit=self.settings.limit_train_batches))
+        if stage.cache_features:
+            self.stage_data, self.stage_model = self._cache_features(stage), HeadsOnly(self.model)
+        else:
+            self.stage_data, self.stage_model = self.data, self.forward_model
+        batches_per_epoch = len(self.stage_data.train_batches(0, limit=self.settings.limit_train_batches))
         steps_per_epoch = math.ceil(batches_per_epoch / self.settings.accumulate_batches)
         params = [p for p in self.model.parameters() if p.requires_grad]
         decay = {} if stage.weight_decay is None else {"weight_decay": stage.weight_decay}
@@ -204,7 +227,7 @@ class Trainer:
         state, settings = self.state, self.settings
         progress = EpochProgress(**state.partial) if state.partial else EpochProgress()
         epoch_key = state.stage_index * 100_000 + state.epoch  # a fresh data order per stage and epoch
-        batches = self.data.train_batches(epoch_key, skip=progress.batches, limit=settings.limit_train_batches)
+        batches = self.stage_data.train_batches(epoch_key, skip=progress.batches, limit=settings.limit_train_batches)
         started = time.perf_counter()
 
         def count_step():
@@ -214,7 +237,7 @@ class Trainer:
         description = f"{stage_name} {state.epoch + 1}/{epochs}"
         with epoch_bar(description, progress.batches + len(batches), settings.progress) as bar:
             finished = train_epoch(
-                self.forward_model,
+                self.stage_model,
                 batches,
                 optimizer,
                 scheduler,
@@ -224,9 +247,8 @@ class Trainer:
                 report=lambda p: bar(p.batches, _bar_text(p)),
             )
         if finished:
-            metrics, _, _ = evaluate(
-                self.forward_model, self.data.eval_batches("val", settings.limit_eval_batches), self.options, "val"
-            )
+            val = self.stage_data.eval_batches("val", settings.limit_eval_batches)
+            metrics, _, _ = evaluate(self.stage_model, val, self.options, "val")
         state.stage_seconds += time.perf_counter() - started
         if not finished or stop.requested:
             state.partial = asdict(progress)

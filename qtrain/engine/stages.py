@@ -153,3 +153,14 @@ class StageLoss(nn.Module):
             return self.cross_entropy(output.float(), target), output
         loss = sum(w * self.cross_entropy(output[k].float(), target) for k, w in self.weights.items())
         return loss, output["ensemble"]
+
+
+class HeadsOnly(nn.Module):
+    """The model above its cached features: a stage with `cache_features` trains this."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: torch.Tensor):
+        return self.model.classify(features)
