@@ -41,8 +41,8 @@ def check_config(cfg: DictConfig) -> None:
         _positive_number(f"stages.{name}.lr", stage.lr)
         _optional(_positive_int, f"stages.{name}.patience", stage.get("patience"))
     _positive_int("dataset.batch_size", cfg.dataset.batch_size)
-    _positive_int("dataset.image_size", cfg.dataset.image_size)
-    _fraction("dataset.val_fraction", cfg.dataset.val_fraction)
+    _optional(_positive_int, "dataset.image_size", cfg.dataset.get("image_size"))  # features have none
+    _optional(_fraction, "dataset.val_fraction", cfg.dataset.get("val_fraction"))
     _optional(_fraction, "dataset.test_fraction", cfg.dataset.get("test_fraction"))
     trainer = cfg.trainer
     _positive_int("trainer.accumulate_batches", trainer.accumulate_batches)

@@ -16,10 +16,15 @@ from omegaconf import DictConfig
 from qtrain.engine.hardware import resolve_device
 from qtrain.errors import ConfigError
 from qtrain.run import TRUSTED_TARGETS
+from qtrain.tracking.tracker import Tracker
 
-GROUPS = ["dataset", "model", "optimizer", "scheduler", "stages", "hardware", "debug"]
-# image_folder has no default location or class count: the user must say them
-REQUIRED = {"dataset=image_folder": ["dataset.root=/tmp/images", "dataset.num_classes=3"]}
+GROUPS = ["dataset", "model", "optimizer", "scheduler", "stages", "hardware", "tracking", "debug"]
+# image_folder has no default location or class count, features no file: the user must say them
+REQUIRED = {
+    "dataset=image_folder": ["dataset.root=/tmp/images", "dataset.num_classes=3"],
+    "dataset=features": ["dataset.path=/tmp/features.pt"],
+    "model=ensemble_heads": ["dataset=features", "dataset.path=/tmp/features.pt"],
+}
 
 
 def options(group: str) -> list[str]:
@@ -36,8 +41,13 @@ def test_every_option_composes_and_instantiates(group, option):
             assert data.num_classes == cfg.dataset.num_classes and data.batch_size == cfg.dataset.batch_size
         elif group == "model":
             model = instantiate(cfg.model)
-            x = torch.randn(2, cfg.dataset.in_channels, cfg.dataset.image_size, cfg.dataset.image_size)
-            assert model(x).shape == (2, cfg.dataset.num_classes)
+            if option == "ensemble_heads":
+                x = torch.randn(2, cfg.dataset.num_features)
+            else:
+                x = torch.randn(2, cfg.dataset.in_channels, cfg.dataset.image_size, cfg.dataset.image_size)
+            output = model(x)
+            logits = output["ensemble"] if isinstance(output, dict) else output
+            assert logits.shape == (2, cfg.dataset.num_classes)
         elif group in ("optimizer", "scheduler"):
             params = [torch.nn.Parameter(torch.zeros(3))]
             optimizer = instantiate(cfg.optimizer)(params, lr=0.1)
@@ -55,6 +65,8 @@ def test_every_option_composes_and_instantiates(group, option):
                     resolve_device(cfg.hardware.device)
             else:
                 assert resolve_device(cfg.hardware.device).type in ("cpu", "cuda")
+        elif group == "tracking":
+            assert isinstance(instantiate(cfg.tracking), Tracker)
         elif group == "debug":
             assert cfg.trainer.limit_epochs == 1 and cfg.trainer.limit_train_batches > 0
 

@@ -137,3 +137,18 @@ def test_cached_and_uncached_quantum_stages_agree(tmp_path):
     saved = torch.load(tmp_path / "cached" / "features.pt", weights_only=True)
     features, labels = saved["splits"]["train"]
     assert features.shape == (len(labels), 16) and saved["class_names"] == [str(d) for d in range(10)]
+
+
+def test_heads_train_later_on_exported_features(tmp_path):
+    run_config(tmp_path / "staged", *STAGED, "stages.quantum.cache_features=true")
+    exported = tmp_path / "staged" / "features.pt"
+    quantum_only = ["stages.train.trainable=[quantum]", "stages.train.active_heads=[quantum]"]
+    common = ["dataset=features", f"dataset.path={exported}", "model=ensemble_heads", "trainer.progress=false"]
+    metrics = run_config(tmp_path / "heads", *common, *quantum_only, "stages.train.epochs=2")
+    assert len(read_history(tmp_path / "heads")) == 2 and "test/acc_quantum" in metrics
+    weights = final_weights(tmp_path / "heads")
+    assert not any(k.startswith(("encoder.", "compression.")) for k in weights)
+    with pytest.raises(
+        ConfigError, match="dataset.num_features=8: .*features.pt holds 16; set dataset.num_features=16"
+    ):
+        run_config(tmp_path / "bad", *common, "dataset.num_features=8")

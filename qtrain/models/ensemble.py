@@ -36,7 +36,7 @@ class Ensemble(nn.Module):
 class HybridEnsemble(nn.Module):
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: nn.Module | None,
         num_classes: int,
         quantum: dict,
         compressed_features: int = 16,
@@ -44,10 +44,13 @@ class HybridEnsemble(nn.Module):
         input_scale: float = math.pi / 2,
     ):
         super().__init__()
-        self.encoder = encoder
-        self.compression = nn.Sequential(
-            nn.Linear(encoder.num_features, compressed_features), nn.BatchNorm1d(compressed_features), nn.ReLU()
-        )
+        self.encoder = encoder  # None: the inputs are already compressed features (dataset=features)
+        if encoder is None:
+            self.compression = nn.Identity()
+        else:
+            self.compression = nn.Sequential(
+                nn.Linear(encoder.num_features, compressed_features), nn.BatchNorm1d(compressed_features), nn.ReLU()
+            )
         self.heads = nn.ModuleDict(
             {
                 "classical_a": nn.Linear(compressed_features, num_classes),
@@ -62,7 +65,7 @@ class HybridEnsemble(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """What the heads see: the compression of the encoder's features."""
-        return self.compression(self.encoder(x))
+        return self.compression(x if self.encoder is None else self.encoder(x))
 
     def classify(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         outputs = {name: head(features) for name, head in self.heads.items()}
