@@ -88,6 +88,8 @@ def test_resume_in_the_middle_of_stage_two_ends_with_the_same_weights(tmp_path, 
     run_config(tmp_path / "resumed", *STAGED, f"ckpt_path={stopped.value.checkpoint}")
     straight, again = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
     assert all(torch.equal(straight[k], again[k]) for k in straight)
+    kept = sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").glob("stage_*_best.pt"))
+    assert kept == ["stage_classical_best.pt", "stage_ensemble_best.pt", "stage_quantum_best.pt"]
 
 
 @pytest.mark.parametrize(

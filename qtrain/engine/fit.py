@@ -111,8 +111,11 @@ class Trainer:
             self._adopt_best(Path(path).expanduser().with_name("best.pt"))
 
     def _adopt_best(self, best: Path) -> None:
-        """A resumed run carries on the interrupted run's best.pt, the reference for
-        improvement and the weights that are tested if nothing beats them."""
+        """A resumed run carries on the interrupted run's best.pt (the reference for
+        improvement and the weights that are tested if nothing beats them) and the
+        stage_<name>_best.pt of its finished stages."""
+        for stage_best in best.parent.glob("stage_*_best.pt"):
+            copy_checkpoint(stage_best, self.checkpoints / stage_best.name)
         if best.is_file():
             copy_checkpoint(best, self.checkpoints / "best.pt")
         elif self.state.stage_best is not None:
