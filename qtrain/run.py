@@ -19,6 +19,7 @@ from qtrain.engine.hardware import (
     maybe_compile,
     resolve_device,
     seed_everything,
+    step_profiler,
 )
 from qtrain.metrics import classification_metrics, confusion, per_class_report
 from qtrain.tracking.console import print_config_tree, print_summary
@@ -80,6 +81,7 @@ def _train_and_test(cfg: DictConfig, run_dir: Path, tracker: Tracker) -> dict[st
         config=cfg,
         compiled=maybe_compile(model, cfg.hardware.compile),
         on_epoch_end=tracker.log_epoch,
+        profiler=step_profiler(run_dir / "profile", cfg.hardware.profile, cfg.hardware.profile_steps),
     )
     if checkpoint is not None:
         trainer.restore(checkpoint, cfg.ckpt_path, weights_only=not cfg.train)

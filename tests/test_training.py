@@ -167,3 +167,11 @@ def test_compiled_model_trains_and_checkpoints_plain_weights(tmp_path, monkeypat
     run_config(tmp_path, "debug=fast", "hardware=cpu", "hardware.compile=true")
     weights = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["model"]
     assert weights and not any(key.startswith("_orig_mod.") for key in weights)
+
+
+def test_profile_writes_a_trace_of_the_asked_steps(tmp_path):
+    run_config(tmp_path, *SHORT, "hardware.profile=true", "hardware.profile_steps=2", "stages.train.epochs=1")
+    trace = json.loads((tmp_path / "profile" / "trace.json").read_text())
+    assert any(event.get("name", "").startswith("aten::") for event in trace["traceEvents"])
+    assert "Self CPU" in (tmp_path / "profile" / "ops.txt").read_text()
+    assert read_history(tmp_path)[0]["step"] == "6"  # profiling does not change the run

@@ -7,6 +7,7 @@ even mid-epoch on Ctrl-C, resumes to the same weights as an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -69,6 +70,7 @@ class Trainer:
         config: DictConfig,
         compiled: nn.Module | None = None,
         on_epoch_end: Callable[[dict], None] = lambda row: None,
+        profiler: torch.profiler.profile | None = None,
     ):
         if settings.monitor not in EVAL_METRICS:
             raise ConfigError("trainer.monitor", settings.monitor, f"use one of {', '.join(EVAL_METRICS)}")
@@ -79,6 +81,7 @@ class Trainer:
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.device, self.run_dir, self.config = device, run_dir, config
         self.on_epoch_end = on_epoch_end  # gets each history row (the tracker logs it)
+        self.profiler = profiler  # stepped once per optimizer step (hardware.profile)
         self.checkpoints = run_dir / "checkpoints"
         self.state = TrainState()
         self.resume_from: dict | None = None
@@ -142,7 +145,7 @@ class Trainer:
     # -- stages ------------------------------------------------------------------
 
     def fit(self) -> None:
-        with StopRequest() as stop:
+        with StopRequest() as stop, self.profiler or contextlib.nullcontext():
             for index, stage in enumerate(self.stages):
                 if index >= self.state.stage_index:
                     self._run_stage(index, stage, stop)
@@ -235,6 +238,8 @@ class Trainer:
 
         def count_step():
             state.global_step += 1
+            if self.profiler is not None:
+                self.profiler.step()
 
         self.options.on_step = count_step
         description = f"{stage_name} {state.epoch + 1}/{epochs}"

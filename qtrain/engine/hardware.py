@@ -6,6 +6,7 @@ import contextlib
 import functools
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -64,3 +65,23 @@ def grad_scaler(device: torch.device, amp: str | None) -> torch.amp.GradScaler:
 
 def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
     return torch.compile(model) if enabled else model
+
+
+def step_profiler(directory: Path, enabled: bool, steps: int) -> torch.profiler.profile | None:
+    """If `enabled`, a torch.profiler over `steps` optimizer steps after one warm-up
+    step; when they are done it writes `trace.json` (chrome://tracing, Perfetto) and
+    `ops.txt` (the costliest ops) to `directory`. The caller calls `.step()` per step."""
+    if not enabled:
+        return None
+
+    def write(profile: torch.profiler.profile) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        profile.export_chrome_trace(str(directory / "trace.json"))
+        table = profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=30)
+        (directory / "ops.txt").write_text(table + "\n")
+
+    return torch.profiler.profile(
+        schedule=torch.profiler.schedule(wait=0, warmup=1, active=steps, repeat=1),
+        on_trace_ready=write,
+        record_shapes=True,
+    )
