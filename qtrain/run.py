@@ -17,6 +17,7 @@ from qtrain.engine.hardware import (
     configure_backends,
     grad_scaler,
     maybe_compile,
+    resolve_amp,
     resolve_device,
     seed_everything,
     step_profiler,
@@ -51,7 +52,8 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
 def _train_and_test(cfg: DictConfig, run_dir: Path, tracker: Tracker) -> dict[str, float]:
     seed_everything(cfg.seed)
     device = resolve_device(cfg.hardware.device)
-    autocast = autocast_factory(device, cfg.hardware.amp)
+    amp = resolve_amp(device, cfg.hardware.amp)
+    autocast = autocast_factory(device, amp)
     configure_backends(cfg.hardware.deterministic, cfg.hardware.cudnn_benchmark)
     checkpoint = load_checkpoint(cfg.ckpt_path) if cfg.ckpt_path else None
     if checkpoint is not None and cfg.train:
@@ -76,7 +78,7 @@ def _train_and_test(cfg: DictConfig, run_dir: Path, tracker: Tracker) -> dict[st
         settings=cfg.trainer,
         device=device,
         autocast=autocast,
-        scaler=grad_scaler(device, cfg.hardware.amp),
+        scaler=grad_scaler(device, amp),
         run_dir=run_dir,
         config=cfg,
         compiled=maybe_compile(model, cfg.hardware.compile),

@@ -37,7 +37,7 @@ FAST = ["model=simple_cnn", "debug=fast", "hardware=cpu"]
             "dataset.root=/no/such/dir: no such folder",
         ),
         (["hardware.device=tpu"], "hardware.device=tpu: use auto, cpu, cuda or cuda:N"),
-        (["hardware.amp=fp8"], "hardware.amp=fp8: use null, bf16 or fp16"),
+        (["hardware.amp=fp8"], "hardware.amp=fp8: use null, auto, bf16 or fp16"),
     ],
 )
 def test_bad_values_are_refused_before_training(tmp_path, overrides, message):

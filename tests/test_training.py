@@ -11,6 +11,7 @@ import torch
 from conftest import final_weights, interrupt_after, read_history, run_config, write_mnist_folder
 
 from qtrain.engine.checkpoint import load_checkpoint, save_checkpoint
+from qtrain.engine.hardware import resolve_amp
 from qtrain.errors import TrainingInterrupted
 
 # Deterministic CPU runs of a few batches per epoch on digits.
@@ -175,3 +176,12 @@ def test_profile_writes_a_trace_of_the_asked_steps(tmp_path):
     assert any(event.get("name", "").startswith("aten::") for event in trace["traceEvents"])
     assert "Self CPU" in (tmp_path / "profile" / "ops.txt").read_text()
     assert read_history(tmp_path)[0]["step"] == "6"  # profiling does not change the run
+
+
+@pytest.mark.parametrize(
+    ("device", "bf16", "expected"), [("cpu", True, None), ("cuda", True, "bf16"), ("cuda", False, "fp16")]
+)
+def test_amp_auto_picks_bf16_where_the_gpu_has_it(monkeypatch, device, bf16, expected):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: bf16)
+    assert resolve_amp(torch.device(device), "auto") == expected
+    assert resolve_amp(torch.device(device), "fp16") == "fp16"

@@ -47,12 +47,22 @@ def configure_backends(deterministic: bool, cudnn_benchmark: bool) -> None:
     torch.backends.cudnn.benchmark = cudnn_benchmark and not deterministic
 
 
+def resolve_amp(device: torch.device, amp: str | None) -> str | None:
+    """`auto`: bf16 on GPUs that support it, fp16 (with loss scaling) on older ones,
+    none on the CPU, where autocast rarely pays."""
+    if amp != "auto":
+        return amp
+    if device.type != "cuda":
+        return None
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
 def autocast_factory(device: torch.device, amp: str | None):
     """A zero-argument context-manager factory: autocast to `amp`'s dtype, or nothing."""
     if amp is None:
         return contextlib.nullcontext
     if amp not in AMP_DTYPES:
-        raise ConfigError("hardware.amp", amp, "use null, bf16 or fp16")
+        raise ConfigError("hardware.amp", amp, "use null, auto, bf16 or fp16")
     if device.type == "cpu" and amp == "fp16":
         raise ConfigError("hardware.amp", amp, "fp16 autocast needs CUDA; use bf16 or null on the CPU")
     return functools.partial(torch.autocast, device_type=device.type, dtype=AMP_DTYPES[amp])
