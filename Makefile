@@ -31,7 +31,8 @@ format: $(INSTALLED)
 	$(VENV)/bin/ruff check --fix qtrain tests benchmarks
 	$(VENV)/bin/ruff format qtrain tests benchmarks
 
-bench: $(INSTALLED)  ## input pipeline, quantum head per backend, hybrid step cost; tables in benchmarks/results/
+bench: $(INSTALLED)  ## training throughput, input pipeline, quantum head per backend, hybrid step cost; tables in benchmarks/results/
+	$(PY) benchmarks/training_throughput.py
 	$(PY) benchmarks/input_pipeline.py
 	$(PY) benchmarks/quantum_head.py
 	$(PY) benchmarks/hybrid_step.py

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 from results_table import write_results
-from torch import nn
 
 from qtrain.data.batches import BatchAugment, TensorBatches, epoch_permutation
 from qtrain.data.digits import DigitsData
@@ -25,6 +24,7 @@ from qtrain.engine.hardware import autocast_factory, grad_scaler
 from qtrain.engine.interrupt import StopRequest
 from qtrain.engine.loop import EpochProgress, StepOptions, optimizer_step, train_epoch
 from qtrain.engine.schedulers import constant
+from qtrain.engine.stages import StageLoss
 from qtrain.models.simple_cnn import SimpleCNN
 
 
@@ -47,7 +47,7 @@ def compute_rate(model, batches, options) -> float:
     start = time.perf_counter()
     samples = 0
     for _ in range(len(batches)):
-        options.criterion(model(x), y).backward()
+        options.criterion(model(x), y)[0].backward()
         optimizer_step(model, optimizer, scheduler, options)
         samples += len(y)
     return samples / (time.perf_counter() - start)
@@ -56,7 +56,7 @@ def compute_rate(model, batches, options) -> float:
 def measure(name, model, make_batches, repeats) -> dict:
     device = torch.device("cpu")
     options = StepOptions(
-        criterion=nn.CrossEntropyLoss(),
+        criterion=StageLoss({}, label_smoothing=0.0),
         device=device,
         autocast=autocast_factory(device, None),
         scaler=grad_scaler(device, None),
@@ -86,8 +86,8 @@ def main() -> None:
         name="digits",
         num_classes=10,
         in_channels=1,
-        image_size=8,
-        batch_size=32,
+        image_size=16,
+        batch_size=64,
         augment={"enabled": True, "rotate_deg": 8, "translate": 0.08, "scale": 0.08},
     )
     digits.setup("cpu")
@@ -99,7 +99,7 @@ def main() -> None:
         return TensorBatches(x, y, 128, epoch_permutation(len(y), 0, epoch), augment, seed=0, epoch=epoch)
 
     results = [
-        measure("simple_cnn, digits 8x8, batch 32", SimpleCNN(10, 1, 8), digits.train_batches, args.repeats),
+        measure("simple_cnn, digits 16x16, batch 64", SimpleCNN(10, 1, 16), digits.train_batches, args.repeats),
         measure("simple_cnn, MNIST-sized 28x28, batch 128", SimpleCNN(10, 1, 28), mnist_sized, args.repeats),
     ]
     write_results(
