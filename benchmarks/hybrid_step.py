@@ -17,7 +17,7 @@ from hydra.utils import execution_whitelist, instantiate
 from results_table import write_results
 from torch import nn
 
-from qtrain.run import TRUSTED_TARGETS
+from qtrain import TRUSTED_TARGETS
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # (classical, hybrid) model configs, each built as `python -m qtrain model=<name> <overrides>` would.

@@ -17,12 +17,12 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import execution_whitelist, instantiate
 from results_table import write_results
 
+from qtrain import TRUSTED_TARGETS
 from qtrain.engine.hardware import autocast_factory, grad_scaler, resolve_amp, resolve_device
 from qtrain.engine.interrupt import StopRequest
 from qtrain.engine.loop import EpochProgress, StepOptions, train_epoch
 from qtrain.engine.schedulers import constant
 from qtrain.engine.stages import StageLoss, apply_stage, plan_stages
-from qtrain.run import TRUSTED_TARGETS
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 MODELS = ["simple_cnn", "resnet", "resnet_quantum", "hybrid_ensemble"]

@@ -12,6 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from qtrain import TRUSTED_TARGETS
 from qtrain.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from qtrain.objective import objective
 
@@ -22,7 +23,7 @@ log = logging.getLogger("qtrain")
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="config")
+@hydra.main(config_path=CONFIG_DIR, config_name="config", execution_whitelist=TRUSTED_TARGETS)
 def main(cfg: DictConfig) -> float:
     from qtrain.run import run  # torch and friends load after Hydra has parsed the CLI (fast --help)
 

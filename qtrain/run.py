@@ -8,7 +8,7 @@ from pathlib import Path
 from hydra.utils import execution_whitelist, instantiate
 from omegaconf import DictConfig
 
-from qtrain import reports
+from qtrain import TRUSTED_TARGETS, reports
 from qtrain.config_checks import check_config, check_resumable
 from qtrain.engine.checkpoint import load_checkpoint
 from qtrain.engine.fit import Trainer
@@ -27,9 +27,6 @@ from qtrain.tracking.console import print_config_tree, print_summary
 from qtrain.tracking.tracker import Tracker
 
 log = logging.getLogger("qtrain")
-
-# Packages whose callables a config's `_target_` may name (Hydra 1.4 refuses others).
-TRUSTED_TARGETS = ["qtrain.*", "torch.*", "torchvision.*", "timm.*"]
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:

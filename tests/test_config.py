@@ -13,9 +13,9 @@ from conftest import CONF, ROOT, make_config, run_cli
 from hydra.utils import execution_whitelist, instantiate
 from omegaconf import DictConfig
 
+from qtrain import TRUSTED_TARGETS
 from qtrain.engine.hardware import resolve_device
 from qtrain.errors import ConfigError
-from qtrain.run import TRUSTED_TARGETS
 from qtrain.tracking.tracker import Tracker
 
 GROUPS = ["dataset", "model", "optimizer", "scheduler", "stages", "hardware", "tracking", "debug"]

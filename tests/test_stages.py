@@ -9,10 +9,10 @@ import torch
 from conftest import final_weights, interrupt_after, make_config, read_history, run_config
 from hydra.utils import execution_whitelist, instantiate
 
+from qtrain import TRUSTED_TARGETS
 from qtrain.engine.checkpoint import load_checkpoint
 from qtrain.engine.stages import plan_stages
 from qtrain.errors import ConfigError, TrainingInterrupted
-from qtrain.run import TRUSTED_TARGETS
 
 STAGED = [
     "model=hybrid_ensemble",
