@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 
 from qtrain.errors import TrainingDiverged, TrainingInterrupted
 from qtrain.objective import direction
-from qtrain.tracking.mlflow_run import MlflowTracker, config_params
+from qtrain.tracking.mlflow_run import PARENT_ROLE, SWEEP_TAG, MlflowTracker, config_params, connect, sweep_parent
 
 CIRCUIT = {"model.quantum.n_qubits", "model.quantum.reps", "model.quantum.feature_map"}
 
@@ -201,3 +201,12 @@ def test_search_spaces_follow_the_model(search, model, searched):
         cfg = compose("config", overrides=[f"hparams_search={search}", f"model={model}"], return_hydra_config=True)
     assert set(cfg.hydra.sweeper.params) == searched
     assert cfg.hydra.sweeper.direction == "maximize" and cfg.hydra.sweeper.sampler.seed == cfg.seed
+
+
+def test_jobs_find_the_sweeps_parent_while_other_jobs_run(tmp_path):
+    # A parallel launcher: the newest running run of the sweep is a job, not the parent.
+    client, experiment = connect(f"sqlite:///{tmp_path}/mlflow.db", "qtrain-digits", 2, 0)
+    parent = client.create_run(experiment, tags={SWEEP_TAG: "/sweep", **PARENT_ROLE}).info.run_id
+    client.create_run(experiment, tags={SWEEP_TAG: "/sweep", "mlflow.parentRunId": parent})
+    client.create_run(experiment, tags={SWEEP_TAG: "/other", **PARENT_ROLE})
+    assert sweep_parent(client, experiment, "/sweep") == parent

@@ -30,6 +30,7 @@ log = logging.getLogger("qtrain")
 # Opens the MLflow UI on the runs table rather than the GenAI overview.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 SWEEP_TAG = "qtrain.sweep"  # the sweep directory, shared by a sweep's parent and its jobs
+PARENT_ROLE = {"qtrain.role": "sweep"}  # on the parent only: jobs of a parallel launcher run beside it
 RUN_DIR_FILES = ("metrics.json", "history.csv", "report.txt", "plots", ".hydra")
 
 
@@ -47,14 +48,14 @@ def connect(uri: str, experiment: str, http_timeout_s: int, http_retries: int) -
 
 def sweep_parent(client: MlflowClient, experiment_id: str, sweep: str) -> str | None:
     """The id of the running parent run of `sweep`, if its launcher opened one."""
+    ((role, value),) = PARENT_ROLE.items()
     runs = client.search_runs(
         [experiment_id],
-        filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}' and attributes.status = 'RUNNING'",
+        filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}' and tags.`{role}` = '{value}' and attributes.status = 'RUNNING'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
-    parents = [run for run in runs if MLFLOW_PARENT_RUN_ID not in run.data.tags]
-    return parents[0].info.run_id if parents else None
+    return runs[0].info.run_id if runs else None
 
 
 def sweep_id(hydra_cfg: DictConfig) -> str:

@@ -17,7 +17,7 @@ from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig
 
-from qtrain.tracking.mlflow_run import SWEEP_TAG, connect, sweep_id, ui_hint
+from qtrain.tracking.mlflow_run import PARENT_ROLE, SWEEP_TAG, connect, sweep_id, ui_hint
 
 log = logging.getLogger("qtrain")
 
@@ -41,6 +41,7 @@ class MlflowSweepCallback(Callback):
             self.client, self.experiment_id = connect(self.uri, self.experiment, *self.http)
             tags = {
                 SWEEP_TAG: sweep_id(config.hydra),
+                **PARENT_ROLE,
                 "hydra.overrides": " ".join(config.hydra.overrides.task) or "(none)",
                 "qtrain.objective": f"{self.direction} {self.objective}",
             }
