@@ -12,14 +12,10 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.utils import execution_whitelist, instantiate
+from experiment import build, compose_config
 from results_table import write_results
 from torch import nn
 
-from qtrain import TRUSTED_TARGETS
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
 # (classical, hybrid) model configs, each built as `python -m qtrain model=<name> <overrides>` would.
 PAIRS = [
     ("resnet", "resnet_quantum", ["model.quantum.n_qubits=4"]),
@@ -28,12 +24,10 @@ PAIRS = [
 ]
 
 
-def build(model: str, overrides: list[str]) -> tuple[nn.Module, int]:
+def build_model(model: str, overrides: list[str]) -> tuple[nn.Module, int]:
     """The model of the default digits experiment with `model`, and its image size."""
-    with initialize_config_dir(config_dir=str(CONF)):
-        cfg = compose("config", overrides=[f"model={model}", *overrides])
-    with execution_whitelist(TRUSTED_TARGETS):
-        return instantiate(cfg.model), cfg.dataset.image_size
+    cfg = compose_config(f"model={model}", *overrides)
+    return build(cfg.model), cfg.dataset.image_size
 
 
 def step_time(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -67,7 +61,7 @@ def main() -> None:
     torch.manual_seed(0)
     rows = []
     for classical_name, hybrid_name, overrides in PAIRS:
-        (classical, size), (hybrid, _) = build(classical_name, []), build(hybrid_name, overrides)
+        (classical, size), (hybrid, _) = build_model(classical_name, []), build_model(hybrid_name, overrides)
         qubits = hybrid.head.quantum.circuit.num_qubits
         name = f"{classical_name} vs {hybrid_name} ({qubits} qubits, digits {size}x{size})"
         for batch in (32, 64, 128):

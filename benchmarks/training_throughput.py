@@ -13,27 +13,22 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.utils import execution_whitelist, instantiate
+from experiment import build, compose_config
 from results_table import write_results
 
-from qtrain import TRUSTED_TARGETS
 from qtrain.engine.hardware import autocast_factory, grad_scaler, resolve_amp, resolve_device
 from qtrain.engine.interrupt import StopRequest
 from qtrain.engine.loop import EpochProgress, StepOptions, train_epoch
 from qtrain.engine.schedulers import constant
 from qtrain.engine.stages import StageLoss, apply_stage, plan_stages
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 MODELS = ["simple_cnn", "resnet", "resnet_quantum", "hybrid_ensemble"]
 
 
 def setup(model_name: str, device: torch.device):
     """The model, its single-stage loss and the digits data of `python -m qtrain model=<name>`."""
-    with initialize_config_dir(config_dir=str(CONF)):
-        cfg = compose("config", overrides=[f"model={model_name}", "tracking=none"])
-    with execution_whitelist(TRUSTED_TARGETS):
-        model, data = instantiate(cfg.model).to(device), instantiate(cfg.dataset)
+    cfg = compose_config(f"model={model_name}")
+    model, data = build(cfg.model).to(device), build(cfg.dataset)
     data.setup(device)
     (stage,) = plan_stages(cfg.stages, model)
     apply_stage(model, stage)
