@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -28,6 +31,9 @@ def main(cfg: DictConfig) -> float:
     from qtrain.run import run  # torch and friends load after Hydra has parsed the CLI (fast --help)
 
     hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN and "RANK" in os.environ:
+        log.error("a sweep under torchrun is not supported: sweep jobs each launch their own torchrun")
+        sys.exit(1)
     try:
         return objective(run(cfg, Path(hydra_cfg.runtime.output_dir)), cfg.objective)
     except TrainingInterrupted as stop:
@@ -40,5 +46,22 @@ def main(cfg: DictConfig) -> float:
         sys.exit(1)
 
 
-if __name__ == "__main__":
+def give_other_ranks_a_scratch_dir() -> None:
+    """torchrun starts every rank as `python -m qtrain ...`, and Hydra would make each an
+    output directory of its own. Ranks other than 0 get a scratch one, removed at exit:
+    the run uses rank 0's (qtrain.run sends it to them)."""
+    rank = int(os.environ.get("RANK", "0"))
+    if rank > 0:
+        scratch = tempfile.mkdtemp(prefix=f"qtrain-rank{rank}-")
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        sys.argv += [f"hydra.run.dir={scratch}", "hydra.output_subdir=null"]
+
+
+def cli() -> None:
+    """`python -m qtrain` and the `qtrain` command."""
+    give_other_ranks_a_scratch_dir()
     main()
+
+
+if __name__ == "__main__":
+    cli()

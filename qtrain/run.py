@@ -11,14 +11,15 @@ from omegaconf import DictConfig
 from qtrain import TRUSTED_TARGETS, reports
 from qtrain.config_checks import check_config, check_resumable
 from qtrain.engine.checkpoint import load_checkpoint
+from qtrain.engine.distributed import ProcessGroup, process_group
 from qtrain.engine.fit import Trainer
 from qtrain.engine.hardware import (
     autocast_factory,
     configure_backends,
     grad_scaler,
     maybe_compile,
+    memory_format,
     resolve_amp,
-    resolve_device,
     seed_everything,
     step_profiler,
 )
@@ -37,30 +38,39 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
 
 def _run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     check_config(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    print_config_tree(cfg)
-    tracker = instantiate(cfg.tracking)
-    with tracker.track(cfg, run_dir):
-        metrics = _train_and_test(cfg, run_dir, tracker)
-        tracker.log_results(metrics, run_dir)
+    with process_group(cfg.hardware) as processes:
+        run_dir = processes.broadcast(run_dir)  # under torchrun, every rank uses rank 0's directory
+        if processes.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            print_config_tree(cfg)
+        else:
+            log.setLevel(logging.WARNING)  # rank 0 reports progress; the others only what goes wrong
+        tracker = instantiate(cfg.tracking) if processes.is_main else Tracker()
+        with tracker.track(cfg, run_dir):
+            metrics = _train_and_test(cfg, run_dir, tracker, processes)
+            tracker.log_results(metrics, run_dir)
     return metrics
 
 
-def _train_and_test(cfg: DictConfig, run_dir: Path, tracker: Tracker) -> dict[str, float]:
+def _train_and_test(cfg: DictConfig, run_dir: Path, tracker: Tracker, processes: ProcessGroup) -> dict[str, float]:
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.hardware.device)
-    amp = resolve_amp(device, cfg.hardware.amp)
+    hardware, device = cfg.hardware, processes.device
+    amp = resolve_amp(device, hardware.amp)
     autocast = autocast_factory(device, amp)
-    configure_backends(cfg.hardware.deterministic, cfg.hardware.cudnn_benchmark)
+    configure_backends(hardware.deterministic, hardware.cudnn_benchmark, hardware.tf32)
     checkpoint = load_checkpoint(cfg.ckpt_path) if cfg.ckpt_path else None
     if checkpoint is not None and cfg.train:
         check_resumable(cfg, checkpoint["config"], cfg.ckpt_path)
     data = instantiate(cfg.dataset)
+    if not processes.is_main:
+        processes.barrier()  # rank 0 reads (or downloads) the data first, the others after it
     data.setup(device)
+    if processes.is_main:
+        processes.barrier()
     log.info(
         "%s: %d train / %d val / %d test samples", data.name, data.size("train"), data.size("val"), data.size("test")
     )
-    model = instantiate(cfg.model).to(device)
+    model = memory_format(instantiate(cfg.model).to(device), hardware.channels_last)
     log.info(
         "%s: %s trainable parameters",
         type(model).__name__,
@@ -78,9 +88,10 @@ def _train_and_test(cfg: DictConfig, run_dir: Path, tracker: Tracker) -> dict[st
         scaler=grad_scaler(device, amp),
         run_dir=run_dir,
         config=cfg,
-        compiled=maybe_compile(model, cfg.hardware.compile),
+        processes=processes,
+        compiled=maybe_compile(model, hardware.compile),
         on_epoch_end=tracker.log_epoch,
-        profiler=step_profiler(run_dir / "profile", cfg.hardware.profile, cfg.hardware.profile_steps),
+        profiler=step_profiler(run_dir / "profile", hardware.profile and processes.is_main, hardware.profile_steps),
     )
     if checkpoint is not None:
         trainer.restore(checkpoint, cfg.ckpt_path, weights_only=not cfg.train)
@@ -88,8 +99,11 @@ def _train_and_test(cfg: DictConfig, run_dir: Path, tracker: Tracker) -> dict[st
         trainer.fit()
         trainer.load_best()
     metrics = trainer.summary()
+    if not processes.is_main:
+        return processes.broadcast(None)  # rank 0 tests and writes the reports
     if cfg.test:
         metrics |= report_test_split(trainer, data, run_dir)
+    processes.broadcast(metrics)
     reports.write_metrics(run_dir, metrics, trainer.state.stages)
     reports.write_history(run_dir, trainer.state.history)
     reports.plot_learning_curves(run_dir, trainer.state.history)

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from conftest import write_mnist_folder
 from PIL import Image
 
-from qtrain.data.batches import BatchAugment, TensorBatches, epoch_permutation
+from qtrain.data.batches import BatchAugment, TensorBatches, _base_grid, epoch_permutation
 from qtrain.data.digits import DigitsData
 from qtrain.data.idx import FashionMNISTData, MNISTData, read_idx
 from qtrain.data.image_folder import ImageFolderData
@@ -151,6 +152,12 @@ def test_augmented_batches_are_reproducible_per_batch():
     again = list(TensorBatches(x, y, 8, epoch_permutation(32, 0, 0), augment, seed=0, epoch=0, skip=2))
     assert torch.equal(first[2][0], again[0][0])
     assert not torch.allclose(first[0][0], x[epoch_permutation(32, 0, 0)[:8]])
+
+
+def test_the_cached_sampling_grid_is_affine_grids():
+    theta = torch.randn(5, 2, 3)
+    grid = _base_grid(7, 9, torch.device("cpu"), torch.float32) @ theta.transpose(1, 2)
+    torch.testing.assert_close(grid.unflatten(1, (7, 9)), F.affine_grid(theta, [5, 1, 7, 9], align_corners=False))
 
 
 def test_augment_with_no_change_is_the_identity_and_samples_differ():

@@ -11,8 +11,9 @@ import torch
 from conftest import final_weights, interrupt_after, read_history, run_config, write_mnist_folder
 
 from qtrain.engine.checkpoint import load_checkpoint, save_checkpoint
-from qtrain.engine.hardware import resolve_amp
+from qtrain.engine.hardware import configure_backends, memory_format, resolve_amp
 from qtrain.errors import TrainingInterrupted
+from qtrain.models.simple_cnn import SimpleCNN
 
 # Deterministic CPU runs of a few batches per epoch on digits.
 SHORT = [
@@ -185,3 +186,19 @@ def test_amp_auto_picks_bf16_where_the_gpu_has_it(monkeypatch, device, bf16, exp
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: bf16)
     assert resolve_amp(torch.device(device), "auto") == expected
     assert resolve_amp(torch.device(device), "fp16") == "fp16"
+
+
+def test_channels_last_trains_nhwc_weights_to_the_same_result(tmp_path):
+    short = ("debug=fast", "hardware=cpu", "model=simple_cnn")
+    plain = run_config(tmp_path / "plain", *short)
+    nhwc = run_config(tmp_path / "nhwc", *short, "hardware.channels_last=true")
+    assert nhwc["test/loss"] == pytest.approx(plain["test/loss"], rel=1e-4)
+    model = memory_format(SimpleCNN(10, 1, 16), channels_last=True)
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+
+
+@pytest.mark.parametrize("tf32", [True, False])
+def test_tf32_setting_reaches_matmuls_and_convolutions(tf32):
+    configure_backends(deterministic=False, cudnn_benchmark=False, tf32=tf32)
+    assert torch.backends.cuda.matmul.allow_tf32 is tf32 and torch.backends.cudnn.allow_tf32 is tf32

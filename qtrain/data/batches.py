@@ -9,6 +9,7 @@ of an epoch sees exactly the batches an uninterrupted run would have seen.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -20,6 +21,16 @@ import torch.nn.functional as F
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The order of the samples in `epoch`, the same in every process that asks."""
     return torch.from_numpy(np.random.default_rng((seed, epoch)).permutation(n))
+
+
+def shard_order(order: torch.Tensor, shard: tuple[int, int]) -> torch.Tensor:
+    """Process `rank`'s part of an epoch's order among `world` processes: every world-th
+    sample from its rank on, the tail that does not divide evenly dropped so all ranks
+    take the same number of steps. This is DistributedSampler's split (drop_last=True)
+    of the one order every process computes, which keeps `skip` (resuming mid-epoch)
+    and the single-process order unchanged."""
+    rank, world = shard
+    return order[rank : len(order) - len(order) % world : world]
 
 
 @dataclass(frozen=True)
@@ -48,10 +59,20 @@ class BatchAugment:
         theta[:, 0] = np.stack([cos * flip, -sin, 2 * self.translate * u[:, 2]], 1)
         theta[:, 1] = np.stack([sin * flip, cos, 2 * self.translate * u[:, 3]], 1)
         theta = torch.from_numpy(theta).to(device=x.device, dtype=x.dtype)
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        grid = (_base_grid(x.shape[2], x.shape[3], x.device, x.dtype) @ theta.transpose(1, 2)).unflatten(1, x.shape[2:])
         # Pad with each image's own minimum, the background of normalized images.
         background = x.amin(dim=(1, 2, 3), keepdim=True)
         return F.grid_sample(x - background, grid, align_corners=False) + background
+
+
+@functools.cache
+def _base_grid(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The (x, y, 1) pixel-centre coordinates of an image, (height * width, 3): the grid of
+    `F.affine_grid` is this times theta transposed. Cached: `affine_grid` rebuilds it on
+    every call, which on the CPU costs more than the sampling of a batch of small images."""
+    identity = torch.eye(2, 3, device=device, dtype=dtype).unsqueeze(0)
+    grid = F.affine_grid(identity, [1, 1, height, width], align_corners=False).view(-1, 2)
+    return torch.cat([grid, torch.ones_like(grid[:, :1])], dim=1)
 
 
 class TensorBatches:
@@ -72,11 +93,12 @@ class TensorBatches:
         epoch: int = 0,
         skip: int = 0,
         limit: int | None = None,
+        shard: tuple[int, int] = (0, 1),
     ):
         self.x, self.y, self.batch_size = x, y, batch_size
         self.order = order.to(x.device) if order is not None else None
-        self.augment, self.seed, self.epoch, self.skip = augment, seed, epoch, skip
-        total = math.ceil(len(x) / batch_size)
+        self.augment, self.seed, self.epoch, self.skip, self.shard = augment, seed, epoch, skip, shard
+        total = math.ceil((len(x) if order is None else len(order)) / batch_size)
         self.stop = total if limit is None else min(total, limit)
 
     def __len__(self) -> int:
@@ -89,7 +111,9 @@ class TensorBatches:
                 index = self.order[index]
             x, y = self.x[index], self.y[index]
             if self.augment is not None:
-                x = self.augment(x, np.random.default_rng((self.seed, self.epoch, i)))
+                # Keyed by the batch's place in the whole epoch: each rank draws its own.
+                rank, world = self.shard
+                x = self.augment(x, np.random.default_rng((self.seed, self.epoch, i * world + rank)))
             yield x, y
 
 
@@ -105,10 +129,12 @@ class TensorSplits:
     def size(self, split: str) -> int:
         return len(self.splits[split][1])
 
-    def train_batches(self, epoch: int, skip: int = 0, limit: int | None = None) -> TensorBatches:
+    def train_batches(
+        self, epoch: int, skip: int = 0, limit: int | None = None, shard: tuple[int, int] = (0, 1)
+    ) -> TensorBatches:
         x, y = self.splits["train"]
-        order = epoch_permutation(len(y), self.split_seed, epoch)
-        return TensorBatches(x, y, self.batch_size, order, self.augment, self.split_seed, epoch, skip, limit)
+        order = shard_order(epoch_permutation(len(y), self.split_seed, epoch), shard)
+        return TensorBatches(x, y, self.batch_size, order, self.augment, self.split_seed, epoch, skip, limit, shard)
 
     def eval_batches(self, split: str, limit: int | None = None) -> TensorBatches:
         x, y = self.splits[split]

@@ -42,9 +42,12 @@ class ImageData:
     def size(self, split: str) -> int:
         raise NotImplementedError
 
-    def train_batches(self, epoch: int, skip: int = 0, limit: int | None = None) -> Iterable:
+    def train_batches(
+        self, epoch: int, skip: int = 0, limit: int | None = None, shard: tuple[int, int] = (0, 1)
+    ) -> Iterable:
         """The training batches of `epoch` in an order fixed by (split_seed, epoch),
-        without the first `skip`, at most `limit` of them."""
+        without the first `skip`, at most `limit` of them; with `shard` (rank, world
+        size), only this process's part of the epoch (batches.shard_order)."""
         raise NotImplementedError
 
     def eval_batches(self, split: str, limit: int | None = None) -> Iterable:

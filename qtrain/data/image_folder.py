@@ -10,16 +10,31 @@ from pathlib import Path
 
 import torch
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Sampler, Subset
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from qtrain.data.batches import epoch_permutation
+from qtrain.data.batches import epoch_permutation, shard_order
 from qtrain.data.image_data import ImageData
 from qtrain.errors import ConfigError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 LAYOUT = "one sub-folder of images per class, or train/ (and optional val/, test/) folders of those"
+
+
+class PassOrder(Sampler[int]):
+    """The sample indices of the next pass over a split, set before each pass: one
+    DataLoader per split then lives for the whole run, and so do its workers
+    (`persistent_workers`), instead of new processes every epoch."""
+
+    def __init__(self):
+        self.indices: list[int] = []
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 class ImageFolderData(ImageData):
@@ -29,12 +44,14 @@ class ImageFolderData(ImageData):
         std: list[float] = IMAGENET_STD,
         num_workers: int = 0,
         pin_memory: bool = False,
+        persistent_workers: bool = True,
         **keys,
     ):
         super().__init__(**keys)
         self.mean, self.std = list(mean)[: self.in_channels], list(std)[: self.in_channels]
-        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.num_workers, self.pin_memory, self.persistent_workers = num_workers, pin_memory, persistent_workers
         self.splits: dict[str, Subset] = {}
+        self.loaders: dict[str, DataLoader] = {}
 
     def _transform(self, train: bool) -> v2.Compose:
         size = self.image_size
@@ -83,26 +100,33 @@ class ImageFolderData(ImageData):
             )
             held_out[split] = Subset(eval_view, split_indices)
         self.splits = {"train": Subset(train_view, indices), **held_out}
+        self.loaders = {split: self._loader(dataset) for split, dataset in self.splits.items()}
 
     def size(self, split: str) -> int:
         return len(self.splits[split])
 
-    def _loader(self, dataset, order: list[int]) -> DataLoader:
+    def _loader(self, dataset) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=order,
+            sampler=PassOrder(),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
         )
 
-    def train_batches(self, epoch: int, skip: int = 0, limit: int | None = None) -> DataLoader:
-        dataset = self.splits["train"]
-        order = epoch_permutation(len(dataset), self.split_seed, epoch).tolist()
+    def _pass(self, split: str, indices: list[int]) -> DataLoader:
+        loader = self.loaders[split]
+        loader.sampler.indices = indices
+        return loader
+
+    def train_batches(
+        self, epoch: int, skip: int = 0, limit: int | None = None, shard: tuple[int, int] = (0, 1)
+    ) -> DataLoader:
+        order = shard_order(epoch_permutation(self.size("train"), self.split_seed, epoch), shard).tolist()
         end = None if limit is None else limit * self.batch_size
-        return self._loader(dataset, order[skip * self.batch_size : end])
+        return self._pass("train", order[skip * self.batch_size : end])
 
     def eval_batches(self, split: str, limit: int | None = None) -> DataLoader:
-        dataset = self.splits[split]
-        end = len(dataset) if limit is None else min(len(dataset), limit * self.batch_size)
-        return self._loader(dataset, list(range(end)))
+        end = self.size(split) if limit is None else min(self.size(split), limit * self.batch_size)
+        return self._pass(split, list(range(end)))

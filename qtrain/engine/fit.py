@@ -28,9 +28,10 @@ from qtrain.engine.checkpoint import (
     rng_states,
     save_checkpoint,
 )
+from qtrain.engine.distributed import ProcessGroup
 from qtrain.engine.interrupt import StopRequest
 from qtrain.engine.loop import EpochProgress, StepOptions, evaluate, train_epoch
-from qtrain.engine.stages import HeadsOnly, Stage, StageLoss, apply_stage, plan_stages
+from qtrain.engine.stages import HeadsOnly, Stage, StageLoss, apply_stage, plan_stages, unreached_units
 from qtrain.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from qtrain.tracking.console import epoch_bar
 
@@ -68,6 +69,7 @@ class Trainer:
         scaler: torch.amp.GradScaler,
         run_dir: Path,
         config: DictConfig,
+        processes: ProcessGroup,
         compiled: nn.Module | None = None,
         on_epoch_end: Callable[[dict], None] = lambda row: None,
         profiler: torch.profiler.profile | None = None,
@@ -75,11 +77,13 @@ class Trainer:
         if settings.monitor not in EVAL_METRICS:
             raise ConfigError("trainer.monitor", settings.monitor, f"use one of {', '.join(EVAL_METRICS)}")
         self.model, self.forward_model = model, model if compiled is None else compiled
-        self.stage_data, self.stage_model = data, self.forward_model  # what the current stage trains on
+        # What the current stage trains on, and with (under DDP: wrapped; stage_module is not).
+        self.stage_data, self.stage_module, self.stage_model = data, self.forward_model, self.forward_model
         self.data, self.settings = data, settings
         self.stages = plan_stages(stages, model)  # refuses a bad stage before anything trains
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.device, self.run_dir, self.config = device, run_dir, config
+        self.processes = processes  # under DDP: rank 0 alone writes files
         self.on_epoch_end = on_epoch_end  # gets each history row (the tracker logs it)
         self.profiler = profiler  # stepped once per optimizer step (hardware.profile)
         self.checkpoints = run_dir / "checkpoints"
@@ -117,16 +121,19 @@ class Trainer:
         """A resumed run carries on the interrupted run's best.pt (the reference for
         improvement and the weights that are tested if nothing beats them) and the
         stage_<name>_best.pt of its finished stages."""
-        for stage_best in best.parent.glob("stage_*_best.pt"):
-            copy_checkpoint(stage_best, self.checkpoints / stage_best.name)
-        if best.is_file():
-            copy_checkpoint(best, self.checkpoints / "best.pt")
-        elif self.state.stage_best is not None:
+        if self.processes.is_main:
+            for stage_best in best.parent.glob("stage_*_best.pt"):
+                copy_checkpoint(stage_best, self.checkpoints / stage_best.name)
+            if best.is_file():
+                copy_checkpoint(best, self.checkpoints / "best.pt")
+        if not self.processes.broadcast(best.is_file()) and self.state.stage_best is not None:
             log.warning("no best.pt beside %s: the best weights so far are lost; tracking starts anew", best.parent)
             self.state.stage_best = None
 
     def _save(self, name: str, optimizer, scheduler, optimizer_stage: int) -> Path:
         path = self.checkpoints / name
+        if not self.processes.is_main:
+            return path
         save_checkpoint(
             {
                 "model": self.model.state_dict(),
@@ -145,7 +152,11 @@ class Trainer:
     # -- stages ------------------------------------------------------------------
 
     def fit(self) -> None:
-        with StopRequest() as stop, self.profiler or contextlib.nullcontext():
+        agree = self.processes.max  # any rank's signal stops every rank at the same step
+        with (
+            StopRequest(agree=lambda signum: int(agree([signum or 0])[0]) or None) as stop,
+            self.profiler or contextlib.nullcontext(),
+        ):
             for index, stage in enumerate(self.stages):
                 if index >= self.state.stage_index:
                     self._run_stage(index, stage, stop)
@@ -166,7 +177,8 @@ class Trainer:
         with self.options.autocast():
             splits = compute_features(self.model.features, self.data, self.device)
         features = FeatureData.of(splits, self.data.class_names, self.data.batch_size, self.data.split_seed)
-        features.save(self.run_dir / "features.pt")
+        if self.processes.is_main:
+            features.save(self.run_dir / "features.pt")
         log.info(
             "stage %s: %d features per sample cached for %s samples in %.1fs (features.pt)",
             stage.name,
@@ -180,10 +192,12 @@ class Trainer:
         name, epochs = stage.name, self._epochs(stage)
         self._use_stage(stage)
         if stage.cache_features:
-            self.stage_data, self.stage_model = self._cache_features(stage), HeadsOnly(self.model)
+            self.stage_data, self.stage_module = self._cache_features(stage), HeadsOnly(self.model)
         else:
-            self.stage_data, self.stage_model = self.data, self.forward_model
-        batches_per_epoch = len(self.stage_data.train_batches(0, limit=self.settings.limit_train_batches))
+            self.stage_data, self.stage_module = self.data, self.forward_model
+        unreached = bool(unreached_units(stage, self.model))
+        self.stage_model = self.processes.wrap(self.stage_module, find_unused_parameters=unreached)
+        batches_per_epoch = len(self._train_batches(0, skip=0))
         steps_per_epoch = math.ceil(batches_per_epoch / self.settings.accumulate_batches)
         params = [p for p in self.model.parameters() if p.requires_grad]
         decay = {} if stage.weight_decay is None else {"weight_decay": stage.weight_decay}
@@ -222,6 +236,10 @@ class Trainer:
         self.load_best()  # the next stage starts from this stage's best weights
         self._save("last.pt", optimizer, scheduler, index)
 
+    def _train_batches(self, epoch_key: int, skip: int):
+        limit = self.settings.limit_train_batches
+        return self.stage_data.train_batches(epoch_key, skip=skip, limit=limit, shard=self.processes.shard)
+
     def _stop_early(self, stage: Stage) -> bool:
         patience = stage.patience
         if patience is not None and self.state.bad_epochs >= patience:
@@ -233,7 +251,7 @@ class Trainer:
         state, settings = self.state, self.settings
         progress = EpochProgress(**state.partial) if state.partial else EpochProgress()
         epoch_key = state.stage_index * 100_000 + state.epoch  # a fresh data order per stage and epoch
-        batches = self.stage_data.train_batches(epoch_key, skip=progress.batches, limit=settings.limit_train_batches)
+        batches = self._train_batches(epoch_key, skip=progress.batches)
         started = time.perf_counter()
 
         def count_step():
@@ -243,7 +261,8 @@ class Trainer:
 
         self.options.on_step = count_step
         description = f"{stage_name} {state.epoch + 1}/{epochs}"
-        with epoch_bar(description, progress.batches + len(batches), settings.progress) as bar:
+        show_bar = settings.progress and self.processes.is_main
+        with epoch_bar(description, progress.batches + len(batches), show_bar) as bar:
             finished = train_epoch(
                 self.stage_model,
                 batches,
@@ -256,9 +275,10 @@ class Trainer:
             )
         if finished:
             val = self.stage_data.eval_batches("val", settings.limit_eval_batches)
-            metrics, _, _ = evaluate(self.stage_model, val, self.options, "val")
+            metrics, _, _ = evaluate(self.stage_module, val, self.options, "val")
+            metrics = self.processes.broadcast(metrics)  # every rank decides on rank 0's values
         state.stage_seconds += time.perf_counter() - started
-        if not finished or stop.requested:
+        if not finished or stop.poll():
             state.partial = asdict(progress)
             path = self._save("last.pt", optimizer, scheduler, state.stage_index)
             raise TrainingInterrupted(stop.requested, path)
@@ -269,7 +289,8 @@ class Trainer:
 
     def _end_epoch(self, stage_name: str, progress: EpochProgress, metrics: dict, optimizer, scheduler) -> None:
         state, settings = self.state, self.settings
-        for name, loss in (("train/loss", progress.metrics("train")["train/loss"]), ("val/loss", metrics["val/loss"])):
+        train = self._all_ranks(progress)
+        for name, loss in (("train/loss", train.metrics("train")["train/loss"]), ("val/loss", metrics["val/loss"])):
             if not math.isfinite(loss):
                 raise TrainingDiverged(name, loss, stage_name, state.epoch + 1)
         value = metrics[settings.monitor]
@@ -281,10 +302,10 @@ class Trainer:
             "epoch": state.epoch + 1,
             "step": state.global_step,
             "lr": optimizer.param_groups[0]["lr"],
-            **progress.metrics("train"),
+            **train.metrics("train"),
             **metrics,
             **{f"ensemble/{head}": w for head, w in getattr(self.model, "ensemble_weights", dict)().items()},
-            "samples_per_s": progress.samples_per_s,
+            "samples_per_s": train.samples_per_s,
         }
         if not self.options.step_scheduler:
             scheduler.step(value)
@@ -294,10 +315,10 @@ class Trainer:
         self.on_epoch_end(row)
         # One serialization per epoch; best.pt, stage_<name>_best.pt and epoch_NNNN.pt are that same state.
         last = self._save("last.pt", optimizer, scheduler, state.stage_index)
-        if improved_stage:
+        if improved_stage and self.processes.is_main:
             copy_checkpoint(last, self.checkpoints / "best.pt")
             copy_checkpoint(last, self.checkpoints / f"stage_{stage_name}_best.pt")
-        if settings.keep_epoch_checkpoints:
+        if settings.keep_epoch_checkpoints and self.processes.is_main:
             copy_checkpoint(last, self.checkpoints / f"epoch_{len(state.history):04d}.pt")
             prune_epoch_checkpoints(self.checkpoints, settings.keep_epoch_checkpoints)
         log.info(
@@ -313,12 +334,21 @@ class Trainer:
             "  *" if improved_stage else "",
         )
 
+    def _all_ranks(self, progress: EpochProgress) -> EpochProgress:
+        """The epoch's training sums over every rank (all-reduced); its time, the slowest rank's."""
+        samples, loss_sum, correct = self.processes.sum([progress.samples, progress.loss_sum, progress.correct])
+        (seconds,) = self.processes.max([progress.seconds])
+        return EpochProgress(progress.batches, int(samples), loss_sum, int(correct), seconds)
+
     # -- evaluation ----------------------------------------------------------------
 
     def load_best(self) -> None:
+        """The current stage's best weights: read by rank 0 (other ranks may not see its
+        files, on other machines), sent to the rest."""
         best = self.checkpoints / "best.pt"
-        if best.is_file():
+        if self.processes.is_main and best.is_file():
             self.model.load_state_dict(torch.load(best, map_location=self.device, weights_only=True)["model"])
+        self.processes.broadcast_module(self.model)
 
     def test(self) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
         self._use_stage(self.stages[-1])  # the final model: the last stage's heads and loss

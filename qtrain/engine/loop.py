@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from qtrain.engine.interrupt import StopRequest
 
@@ -73,9 +75,11 @@ def train_epoch(
     for i, (x, y) in enumerate(batches):
         x = x.to(options.device, non_blocking=True)
         y = y.to(options.device, non_blocking=True)
-        with options.autocast():
-            loss, logits = options.criterion(model(x), y)
-        options.scaler.scale(loss / options.accumulate).backward()
+        steps_now = pending + 1 == options.accumulate or i == total - 1
+        with _gradient_sync(model, steps_now):
+            with options.autocast():
+                loss, logits = options.criterion(model(x), y)
+            options.scaler.scale(loss / options.accumulate).backward()
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
         progress.samples += len(y)
@@ -84,7 +88,7 @@ def train_epoch(
             optimizer_step(model, optimizer, scheduler, options)
             progress.batches += pending
             pending = 0
-            if stop.requested:
+            if stop.poll():
                 break
             if progress.batches % 20 == 0:
                 _flush(progress, loss_sum, correct, start)
@@ -93,7 +97,15 @@ def train_epoch(
                 report(progress)
     _flush(progress, loss_sum, correct, start)
     report(progress)
-    return not stop.requested
+    return not stop.poll()
+
+
+def _gradient_sync(model: nn.Module, steps_now: bool):
+    """DDP all-reduces the gradients in every backward pass; with gradient accumulation
+    only the last batch before an optimizer step needs that, the others skip it."""
+    if isinstance(model, DistributedDataParallel) and not steps_now:
+        return model.no_sync()
+    return contextlib.nullcontext()
 
 
 def _flush(progress: EpochProgress, loss_sum: torch.Tensor, correct: torch.Tensor, start: float) -> None:

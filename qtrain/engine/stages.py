@@ -114,6 +114,12 @@ def _gets_gradient(unit: str, stage: Stage, all_heads: list[str]) -> bool:
     return any(weights[h] > 0 for h in all_heads) or (ensemble and bool(stage.active_heads))
 
 
+def unreached_units(stage: Stage, model: nn.Module) -> list[str]:
+    """The stage's trainable units that no loss term depends on (a masked head at loss
+    weight 0): they get no gradient, which DistributedDataParallel must be told."""
+    return [unit for unit in stage.trainable if not _gets_gradient(unit, stage, heads(model))]
+
+
 def _check_cacheable(key: str, stage: Stage, model: nn.Module, all_heads: list[str]) -> None:
     below_heads = [u for u in units(model) if u not in all_heads and u != "ensemble"]
     trained = [u for u in below_heads if u in stage.trainable]
