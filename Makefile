@@ -20,8 +20,8 @@ install: $(INSTALLED)
 run: $(INSTALLED)  ## train the default experiment (make run ARGS="model=resnet dataset.image_size=32")
 	$(PY) -m qtrain $(ARGS)
 
-test: $(INSTALLED)
-	$(PY) -m pytest
+test: $(INSTALLED)  ## the suite, one worker per core (pytest-xdist); add ARGS="-n 0" for one process
+	$(PY) -m pytest -n auto --dist worksteal $(ARGS)
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check qtrain tests benchmarks

@@ -192,10 +192,15 @@ def test_channels_last_trains_nhwc_weights_to_the_same_result(tmp_path):
     short = ("debug=fast", "hardware=cpu", "model=simple_cnn")
     plain = run_config(tmp_path / "plain", *short)
     nhwc = run_config(tmp_path / "nhwc", *short, "hardware.channels_last=true")
-    assert nhwc["test/loss"] == pytest.approx(plain["test/loss"], rel=1e-4)
-    model = memory_format(SimpleCNN(10, 1, 16), channels_last=True)
-    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    # Other convolution kernels round differently; Adam turns that into small drifts.
+    assert nhwc["test/loss"] == pytest.approx(plain["test/loss"], rel=1e-2)
+    model = SimpleCNN(10, 1, 16).eval()
+    x = torch.randn(8, 1, 16, 16)
+    expected = model(x)
+    memory_format(model, channels_last=True)
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("tf32", [True, False])
