@@ -26,6 +26,9 @@ from qtrain.engine.loop import EpochProgress, StepOptions, optimizer_step, train
 from qtrain.engine.schedulers import constant
 from qtrain.engine.stages import StageLoss
 from qtrain.models.simple_cnn import SimpleCNN
+from qtrain.tasks import Classification
+
+TASK = Classification()
 
 
 def pipeline_rate(model, make_batches, options, epoch) -> float:
@@ -56,7 +59,8 @@ def compute_rate(model, batches, options) -> float:
 def measure(name, model, make_batches, repeats) -> dict:
     device = torch.device("cpu")
     options = StepOptions(
-        criterion=StageLoss({}, label_smoothing=0.0),
+        criterion=StageLoss({}, TASK.loss),
+        task=TASK,
         device=device,
         autocast=autocast_factory(device, None),
         scaler=grad_scaler(device, None),

@@ -21,8 +21,10 @@ from qtrain.engine.interrupt import StopRequest
 from qtrain.engine.loop import EpochProgress, StepOptions, train_epoch
 from qtrain.engine.schedulers import constant
 from qtrain.engine.stages import StageLoss, apply_stage, plan_stages
+from qtrain.tasks import Classification
 
 MODELS = ["simple_cnn", "resnet", "resnet_quantum", "hybrid_ensemble"]
+TASK = Classification()
 
 
 def setup(model_name: str, device: torch.device):
@@ -32,12 +34,13 @@ def setup(model_name: str, device: torch.device):
     data.setup(device)
     (stage,) = plan_stages(cfg.stages, model)
     apply_stage(model, stage)
-    return model, data, StageLoss(stage.loss_weights, 0.0)
+    return model, data, StageLoss(stage.loss_weights, TASK.loss)
 
 
 def throughput(model, data, criterion, device, amp: str | None, batches: int, repeats: int) -> float:
     options = StepOptions(
         criterion=criterion,
+        task=TASK,
         device=device,
         autocast=autocast_factory(device, amp),
         scaler=grad_scaler(device, amp),

@@ -49,8 +49,6 @@ def check_config(cfg: DictConfig) -> None:
     _optional(_positive_number, "trainer.grad_clip_norm", trainer.grad_clip_norm)
     for key in ("limit_epochs", "limit_train_batches", "limit_eval_batches"):
         _optional(_positive_int, f"trainer.{key}", trainer[key])
-    if not 0 <= trainer.label_smoothing < 1:
-        raise ConfigError("trainer.label_smoothing", trainer.label_smoothing, "must be in [0, 1)")
     if trainer.monitor_mode not in ("max", "min"):
         raise ConfigError("trainer.monitor_mode", trainer.monitor_mode, "use max or min")
     if not cfg.train and not cfg.ckpt_path:

@@ -6,8 +6,6 @@ sweep and its MLflow parent run follow whatever metric `objective` names.
 
 from __future__ import annotations
 
-from omegaconf import OmegaConf
-
 from qtrain.errors import ConfigError
 
 # Metrics where lower is better; every other metric (acc, f1, r2, corr, ...) is maximized.
@@ -23,6 +21,3 @@ def objective(metrics: dict[str, float], name: str) -> float:
     if name not in metrics:
         raise ConfigError("objective", name, f"not a metric of this run; it produced {', '.join(sorted(metrics))}")
     return metrics[name]
-
-
-OmegaConf.register_resolver("direction", direction, replace=True)

@@ -31,11 +31,12 @@ def write_history(run_dir: Path, history: list[dict]) -> None:
         writer.writerows(history)
 
 
-def write_report(run_dir: Path, metrics: dict, per_class: str) -> None:
+def write_report(run_dir: Path, metrics: dict, details: str) -> None:
+    """report.txt: the test metrics, then `details` (e.g. the per-class table)."""
     lines = ["qtrain test report", ""]
     lines += [f"{name:<24}{value:.4f}" for name, value in metrics.items() if isinstance(value, float)]
     with atomic_write(run_dir / "report.txt", "w") as f:
-        f.write("\n".join(lines) + "\n\nper class (test split)\n" + per_class)
+        f.write("\n".join(lines) + "\n" + (f"\n{details}" if details else ""))
 
 
 def plot_confusion(run_dir: Path, matrix: np.ndarray, class_names: list[str]) -> None:
@@ -46,12 +47,13 @@ def plot_confusion(run_dir: Path, matrix: np.ndarray, class_names: list[str]) ->
     _save_figure(fig, run_dir / "plots" / "confusion_matrix.png")
 
 
-def plot_learning_curves(run_dir: Path, history: list[dict]) -> None:
+def plot_learning_curves(run_dir: Path, history: list[dict], score: str) -> None:
+    """Loss and the task's score (acc, mse) of train and val per epoch, and the lr."""
     if not history:
         return
     x = np.arange(1, len(history) + 1)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for ax, metric in zip(axes, ("loss", "acc")):
+    for ax, metric in zip(axes, ("loss", score)):
         for split in ("train", "val"):
             ax.plot(x, [row[f"{split}/{metric}"] for row in history], marker=".", label=split)
         ax.set(xlabel="epoch", ylabel=metric, title=metric)
@@ -62,6 +64,28 @@ def plot_learning_curves(run_dir: Path, history: list[dict]) -> None:
         for ax in axes:
             ax.axvline(boundary + 0.5, color="grey", linestyle=":")
     _save_figure(fig, run_dir / "plots" / "learning_curves.png")
+
+
+def plot_traces(run_dir: Path, predicted: np.ndarray, target: np.ndarray, samples: int = 4) -> None:
+    """Predicted against target over time for the first test samples."""
+    shown = min(samples, len(target))
+    fig, axes = plt.subplots(shown, 1, figsize=(10, 2.2 * shown), sharex=True, squeeze=False)
+    for i, ax in enumerate(axes[:, 0]):
+        ax.plot(target[i], label="target", linewidth=1.5)
+        ax.plot(predicted[i], label="predicted", linewidth=1.0, linestyle="--")
+        ax.set(ylabel=f"sample {i}")
+    axes[0, 0].legend(loc="upper right")
+    axes[-1, 0].set(xlabel="time step")
+    fig.suptitle("predicted vs target (test)")
+    _save_figure(fig, run_dir / "plots" / "predicted_vs_target.png")
+
+
+def plot_error_histogram(run_dir: Path, error: np.ndarray) -> None:
+    """The distribution of prediction errors (predicted - target) over every test value."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(error.ravel(), bins=60)
+    ax.set(xlabel="predicted - target", ylabel="count", title="prediction error (test)")
+    _save_figure(fig, run_dir / "plots" / "error_histogram.png")
 
 
 def _save_figure(fig, path: Path) -> None:

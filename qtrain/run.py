@@ -23,7 +23,7 @@ from qtrain.engine.hardware import (
     seed_everything,
     step_profiler,
 )
-from qtrain.metrics import classification_metrics, confusion, per_class_report
+from qtrain.tasks import Task
 from qtrain.tracking.console import print_config_tree, print_summary
 from qtrain.tracking.tracker import Tracker
 
@@ -61,6 +61,7 @@ def _train_and_test(cfg: DictConfig, run_dir: Path, tracker: Tracker, processes:
     checkpoint = load_checkpoint(cfg.ckpt_path) if cfg.ckpt_path else None
     if checkpoint is not None and cfg.train:
         check_resumable(cfg, checkpoint["config"], cfg.ckpt_path)
+    task = instantiate(cfg.task)
     data = instantiate(cfg.dataset)
     if not processes.is_main:
         processes.barrier()  # rank 0 reads (or downloads) the data first, the others after it
@@ -89,6 +90,7 @@ def _train_and_test(cfg: DictConfig, run_dir: Path, tracker: Tracker, processes:
         run_dir=run_dir,
         config=cfg,
         processes=processes,
+        task=task,
         compiled=maybe_compile(model, hardware.compile),
         on_epoch_end=tracker.log_epoch,
         profiler=step_profiler(run_dir / "profile", hardware.profile and processes.is_main, hardware.profile_steps),
@@ -102,21 +104,17 @@ def _train_and_test(cfg: DictConfig, run_dir: Path, tracker: Tracker, processes:
     if not processes.is_main:
         return processes.broadcast(None)  # rank 0 tests and writes the reports
     if cfg.test:
-        metrics |= report_test_split(trainer, data, run_dir)
+        metrics |= report_test_split(trainer, task, data, run_dir)
     processes.broadcast(metrics)
     reports.write_metrics(run_dir, metrics, trainer.state.stages)
     reports.write_history(run_dir, trainer.state.history)
-    reports.plot_learning_curves(run_dir, trainer.state.history)
+    reports.plot_learning_curves(run_dir, trainer.state.history, task.score)
     print_summary(metrics, trainer.state.stages)
     log.info("run directory: %s", run_dir)
     return metrics
 
 
-def report_test_split(trainer: Trainer, data, run_dir: Path) -> dict[str, float]:
-    """Test-split metrics of the trainer's current weights, with report.txt and the confusion plot."""
+def report_test_split(trainer: Trainer, task: Task, data, run_dir: Path) -> dict[str, float]:
+    """Test-split metrics of the trainer's current weights, with the task's report and plots."""
     metrics, predicted, target = trainer.test()
-    predicted, target = predicted.numpy(), target.numpy()
-    metrics |= classification_metrics(predicted, target, "test")
-    reports.write_report(run_dir, metrics, per_class_report(predicted, target, data.class_names))
-    reports.plot_confusion(run_dir, confusion(predicted, target, len(data.class_names)), data.class_names)
-    return metrics
+    return metrics | task.report(predicted.numpy(), target.numpy(), data, run_dir, metrics)

@@ -16,14 +16,16 @@ from omegaconf import DictConfig
 from qtrain import TRUSTED_TARGETS
 from qtrain.engine.hardware import resolve_device
 from qtrain.errors import ConfigError
+from qtrain.tasks import Task
 from qtrain.tracking.tracker import Tracker
 
-GROUPS = ["dataset", "model", "optimizer", "scheduler", "stages", "hardware", "tracking", "debug"]
+GROUPS = ["task", "dataset", "model", "optimizer", "scheduler", "stages", "hardware", "tracking", "debug"]
 # image_folder has no default location or class count, features no file: the user must say them
 REQUIRED = {
     "dataset=image_folder": ["dataset.root=/tmp/images", "dataset.num_classes=3"],
     "dataset=features": ["dataset.path=/tmp/features.pt"],
     "model=ensemble_heads": ["dataset=features", "dataset.path=/tmp/features.pt"],
+    "model=lstm_signal": ["dataset=signal"],
 }
 
 
@@ -38,7 +40,11 @@ def test_every_option_composes_and_instantiates(group, option):
     with execution_whitelist(TRUSTED_TARGETS):
         if group == "dataset":
             data = instantiate(cfg.dataset)
-            assert data.num_classes == cfg.dataset.num_classes and data.batch_size == cfg.dataset.batch_size
+            assert data.batch_size == cfg.dataset.batch_size
+            assert getattr(data, "num_classes", None) == cfg.dataset.get("num_classes")  # signal has none
+        elif option == "lstm_signal":
+            output = instantiate(cfg.model)(torch.randn(2, 7, 1 + len(cfg.dataset.frequencies)))
+            assert output.shape == (2, 7)
         elif group == "model":
             model = instantiate(cfg.model)
             if option == "ensemble_heads":
@@ -67,6 +73,10 @@ def test_every_option_composes_and_instantiates(group, option):
                 assert resolve_device(cfg.hardware.device).type in ("cpu", "cuda")
         elif group == "tracking":
             assert isinstance(instantiate(cfg.tracking), Tracker)
+        elif group == "task":
+            task = instantiate(cfg.task)
+            assert isinstance(task, Task) and cfg.trainer.monitor in task.monitors()
+            assert cfg.objective == f"{cfg.trainer.monitor}_best"
         elif group == "debug":
             assert cfg.trainer.limit_epochs == 1 and cfg.trainer.limit_train_batches > 0
 

@@ -24,7 +24,7 @@ FAST = ["model=simple_cnn", "debug=fast", "hardware=cpu"]
         (["stages.train.epochs=0"], "stages.train.epochs=0: must be a positive integer"),
         (["dataset.batch_size=-8"], "dataset.batch_size=-8: must be a positive integer"),
         (["dataset.val_fraction=1.5"], "dataset.val_fraction=1.5: must be a fraction strictly between 0 and 1"),
-        (["trainer.monitor=val/f1"], "trainer.monitor=val/f1: use one of val/loss, val/acc"),
+        (["trainer.monitor=val/f1"], "trainer.monitor=val/f1: use one of val/acc, val/loss"),
         (["train=false"], "ckpt_path=None: train=false evaluates a checkpoint"),
         (["ckpt_path=/no/such/last.pt"], "ckpt_path=/no/such/last.pt: no such file"),
         (

@@ -12,7 +12,7 @@ import torch
 from qtrain.errors import ConfigError
 from qtrain.files import atomic_write
 
-FORMAT = "qtrain-checkpoint/2"  # 2: best.pt is per stage (TrainState lost best/best_stage_index)
+FORMAT = "qtrain-checkpoint/3"  # 3: a mid-epoch score_sum (was correct); 2: best.pt per stage
 
 
 def save_checkpoint(state: dict, path: Path) -> None:

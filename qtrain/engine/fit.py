@@ -33,11 +33,10 @@ from qtrain.engine.interrupt import StopRequest
 from qtrain.engine.loop import EpochProgress, StepOptions, evaluate, train_epoch
 from qtrain.engine.stages import HeadsOnly, Stage, StageLoss, apply_stage, plan_stages, unreached_units
 from qtrain.errors import ConfigError, TrainingDiverged, TrainingInterrupted
+from qtrain.tasks import Task
 from qtrain.tracking.console import epoch_bar
 
 log = logging.getLogger("qtrain")
-
-EVAL_METRICS = ("val/loss", "val/acc")
 
 
 @dataclass
@@ -70,12 +69,14 @@ class Trainer:
         run_dir: Path,
         config: DictConfig,
         processes: ProcessGroup,
+        task: Task,
         compiled: nn.Module | None = None,
         on_epoch_end: Callable[[dict], None] = lambda row: None,
         profiler: torch.profiler.profile | None = None,
     ):
-        if settings.monitor not in EVAL_METRICS:
-            raise ConfigError("trainer.monitor", settings.monitor, f"use one of {', '.join(EVAL_METRICS)}")
+        if settings.monitor not in task.monitors():
+            raise ConfigError("trainer.monitor", settings.monitor, f"use one of {', '.join(task.monitors())}")
+        self.task = task
         self.model, self.forward_model = model, model if compiled is None else compiled
         # What the current stage trains on, and with (under DDP: wrapped; stage_module is not).
         self.stage_data, self.stage_module, self.stage_model = data, self.forward_model, self.forward_model
@@ -90,7 +91,8 @@ class Trainer:
         self.state = TrainState()
         self.resume_from: dict | None = None
         self.options = StepOptions(
-            criterion=StageLoss(self.stages[-1].loss_weights, settings.label_smoothing),
+            criterion=StageLoss(self.stages[-1].loss_weights, task.loss),
+            task=task,
             device=device,
             autocast=autocast,
             scaler=scaler,
@@ -168,7 +170,7 @@ class Trainer:
     def _use_stage(self, stage: Stage) -> None:
         """Freeze what the stage does not train, set its heads and its loss."""
         self.options.frozen = apply_stage(self.model, stage)
-        self.options.criterion = StageLoss(stage.loss_weights, self.settings.label_smoothing)
+        self.options.criterion = StageLoss(stage.loss_weights, self.task.loss)
 
     def _cache_features(self, stage: Stage) -> FeatureData:
         """The frozen encoder's features of every split, computed once for the stage."""
@@ -271,7 +273,7 @@ class Trainer:
                 self.options,
                 progress,
                 stop,
-                report=lambda p: bar(p.batches, _bar_text(p)),
+                report=lambda p: bar(p.batches, _bar_text(p, self.task.score)),
             )
         if finished:
             val = self.stage_data.eval_batches("val", settings.limit_eval_batches)
@@ -289,8 +291,9 @@ class Trainer:
 
     def _end_epoch(self, stage_name: str, progress: EpochProgress, metrics: dict, optimizer, scheduler) -> None:
         state, settings = self.state, self.settings
-        train = self._all_ranks(progress)
-        for name, loss in (("train/loss", train.metrics("train")["train/loss"]), ("val/loss", metrics["val/loss"])):
+        all_ranks = self._all_ranks(progress)
+        train = all_ranks.metrics("train", self.task.score)
+        for name, loss in (("train/loss", train["train/loss"]), ("val/loss", metrics["val/loss"])):
             if not math.isfinite(loss):
                 raise TrainingDiverged(name, loss, stage_name, state.epoch + 1)
         value = metrics[settings.monitor]
@@ -302,10 +305,10 @@ class Trainer:
             "epoch": state.epoch + 1,
             "step": state.global_step,
             "lr": optimizer.param_groups[0]["lr"],
-            **train.metrics("train"),
+            **train,
             **metrics,
             **{f"ensemble/{head}": w for head, w in getattr(self.model, "ensemble_weights", dict)().items()},
-            "samples_per_s": train.samples_per_s,
+            "samples_per_s": all_ranks.samples_per_s,
         }
         if not self.options.step_scheduler:
             scheduler.step(value)
@@ -321,14 +324,12 @@ class Trainer:
         if settings.keep_epoch_checkpoints and self.processes.is_main:
             copy_checkpoint(last, self.checkpoints / f"epoch_{len(state.history):04d}.pt")
             prune_epoch_checkpoints(self.checkpoints, settings.keep_epoch_checkpoints)
+        shown = ("train/loss", f"train/{self.task.score}", "val/loss", f"val/{self.task.score}", settings.monitor)
         log.info(
-            "%s epoch %d  train/loss %.4f  train/acc %.4f  val/loss %.4f  val/acc %.4f  lr %.2e  %.0f samples/s%s",
+            "%s epoch %d  %s  lr %.2e  %.0f samples/s%s",
             stage_name,
             row["epoch"],
-            row["train/loss"],
-            row["train/acc"],
-            row["val/loss"],
-            row["val/acc"],
+            "  ".join(f"{name} {row[name]:.4f}" for name in dict.fromkeys(shown)),
             row["lr"],
             row["samples_per_s"],
             "  *" if improved_stage else "",
@@ -336,9 +337,9 @@ class Trainer:
 
     def _all_ranks(self, progress: EpochProgress) -> EpochProgress:
         """The epoch's training sums over every rank (all-reduced); its time, the slowest rank's."""
-        samples, loss_sum, correct = self.processes.sum([progress.samples, progress.loss_sum, progress.correct])
+        samples, loss_sum, score_sum = self.processes.sum([progress.samples, progress.loss_sum, progress.score_sum])
         (seconds,) = self.processes.max([progress.seconds])
-        return EpochProgress(progress.batches, int(samples), loss_sum, int(correct), seconds)
+        return EpochProgress(progress.batches, int(samples), loss_sum, score_sum, seconds)
 
     # -- evaluation ----------------------------------------------------------------
 
@@ -353,19 +354,22 @@ class Trainer:
     def test(self) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
         self._use_stage(self.stages[-1])  # the final model: the last stage's heads and loss
         batches = self.data.eval_batches("test", self.settings.limit_eval_batches)
-        return evaluate(self.forward_model, batches, self.options, "test", keep_predictions=True)
+        return evaluate(self.forward_model, batches, self.options, "test")
 
     def summary(self) -> dict[str, float]:
-        """Best validation values over all epochs: `val/acc_best` (max), `val/loss_best` (min)."""
-        history = self.state.history
-        if not history:
-            return {}
-        return {
-            "val/acc_best": max(r["val/acc"] for r in history),
-            "val/loss_best": min(r["val/loss"] for r in history),
-        }
+        """Best validation values over all epochs, `val/<metric>_best`, each the max or
+        the min as the task says (`val/acc_best`, `val/loss_best`, `val/mse_best`, ...)."""
+        best = {}
+        for metric, mode in self.task.best.items():
+            values = [row[f"val/{metric}"] for row in self.state.history]
+            if values:
+                best[f"val/{metric}_best"] = max(values) if mode == "max" else min(values)
+        return best
 
 
-def _bar_text(progress: EpochProgress) -> str:
-    metrics = progress.metrics("train")
-    return f"loss {metrics['train/loss']:.4f}  acc {metrics['train/acc']:.3f}  {progress.samples_per_s:,.0f} samples/s"
+def _bar_text(progress: EpochProgress, score: str) -> str:
+    metrics = progress.metrics("train", score)
+    return (
+        f"loss {metrics['train/loss']:.4f}  {score} {metrics[f'train/{score}']:.3f}  "
+        f"{progress.samples_per_s:,.0f} samples/s"
+    )

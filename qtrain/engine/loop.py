@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from qtrain.engine.interrupt import StopRequest
+from qtrain.tasks import Task
 
 
 @dataclass
@@ -22,23 +23,24 @@ class EpochProgress:
     batches: int = 0
     samples: int = 0
     loss_sum: float = 0.0
-    correct: int = 0
+    score_sum: float = 0.0  # the task's score summed over samples (correct predictions, squared errors)
     seconds: float = 0.0
 
     @property
     def samples_per_s(self) -> float:
         return self.samples / max(self.seconds, 1e-9)
 
-    def metrics(self, prefix: str) -> dict[str, float]:
+    def metrics(self, prefix: str, score: str) -> dict[str, float]:
         seen = max(self.samples, 1)
-        return {f"{prefix}/loss": self.loss_sum / seen, f"{prefix}/acc": self.correct / seen}
+        return {f"{prefix}/loss": self.loss_sum / seen, f"{prefix}/{score}": self.score_sum / seen}
 
 
 @dataclass
 class StepOptions:
     """How a batch becomes an optimizer step."""
 
-    criterion: nn.Module  # (output, target) -> (loss, logits the metrics judge): stages.StageLoss
+    criterion: Callable  # (output, target) -> (loss, the output the metrics judge): stages.StageLoss
+    task: Task
     device: torch.device
     autocast: Callable[[], AbstractContextManager]
     scaler: torch.amp.GradScaler
@@ -69,7 +71,7 @@ def train_epoch(
         module.eval()
     total = len(batches)
     loss_sum = torch.zeros((), device=options.device)
-    correct = torch.zeros((), dtype=torch.long, device=options.device)
+    score_sum = torch.zeros((), dtype=torch.float64, device=options.device)
     start = time.perf_counter()
     pending = 0  # batches whose gradients await an optimizer step
     for i, (x, y) in enumerate(batches):
@@ -78,10 +80,10 @@ def train_epoch(
         steps_now = pending + 1 == options.accumulate or i == total - 1
         with _gradient_sync(model, steps_now):
             with options.autocast():
-                loss, logits = options.criterion(model(x), y)
+                loss, judged = options.criterion(model(x), y)
             options.scaler.scale(loss / options.accumulate).backward()
         loss_sum += loss.detach() * len(y)
-        correct += (logits.argmax(1) == y).sum()
+        score_sum += options.task.batch_score(judged.detach(), y)
         progress.samples += len(y)
         pending += 1
         if pending == options.accumulate or i == total - 1:
@@ -91,11 +93,11 @@ def train_epoch(
             if stop.poll():
                 break
             if progress.batches % 20 == 0:
-                _flush(progress, loss_sum, correct, start)
-                loss_sum.zero_(), correct.zero_()
+                _flush(progress, loss_sum, score_sum, start)
+                loss_sum.zero_(), score_sum.zero_()
                 start = time.perf_counter()
                 report(progress)
-    _flush(progress, loss_sum, correct, start)
+    _flush(progress, loss_sum, score_sum, start)
     report(progress)
     return not stop.poll()
 
@@ -108,10 +110,10 @@ def _gradient_sync(model: nn.Module, steps_now: bool):
     return contextlib.nullcontext()
 
 
-def _flush(progress: EpochProgress, loss_sum: torch.Tensor, correct: torch.Tensor, start: float) -> None:
+def _flush(progress: EpochProgress, loss_sum: torch.Tensor, score_sum: torch.Tensor, start: float) -> None:
     # One device sync per flush instead of one per batch.
     progress.loss_sum += loss_sum.item()
-    progress.correct += int(correct.item())
+    progress.score_sum += score_sum.item()
     progress.seconds += time.perf_counter() - start
 
 
@@ -129,36 +131,35 @@ def optimizer_step(model: nn.Module, optimizer, scheduler, options: StepOptions)
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, batches: Iterable, options: StepOptions, prefix: str, keep_predictions: bool = False
-) -> tuple[dict[str, float], torch.Tensor | None, torch.Tensor | None]:
-    """Mean loss and accuracy over `batches`, as `<prefix>/loss`, `<prefix>/acc` (for a
-    model with named heads: the ensemble's, and `<prefix>/acc_<head>` for each head);
-    with `keep_predictions`, also the predicted and true labels (on the CPU)."""
+    model: nn.Module, batches: Iterable, options: StepOptions, prefix: str
+) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+    """Mean loss and the task's metrics over `batches`, as `<prefix>/loss`,
+    `<prefix>/acc`, ... (for a model with named heads: the ensemble's, and
+    `<prefix>/<score>_<head>` for each head); also the predictions and the targets
+    (on the CPU)."""
     model.eval()
+    task = options.task
     loss_sum = torch.zeros((), device=options.device)
-    correct = torch.zeros((), dtype=torch.long, device=options.device)
-    head_correct: dict[str, torch.Tensor] = {}
     seen = 0
-    predictions, targets = [], []
+    predictions: dict[str, list[torch.Tensor]] = {}  # "" for the judged output, else per head
+    targets = []
     for x, y in batches:
         x = x.to(options.device, non_blocking=True)
         y = y.to(options.device, non_blocking=True)
         with options.autocast():
             output = model(x)
-            loss, logits = options.criterion(output, y)
+            loss, judged = options.criterion(output, y)
         loss_sum += loss.float() * len(y)
-        predicted = logits.argmax(1)
-        correct += (predicted == y).sum()
-        for head, head_logits in output.items() if isinstance(output, dict) else ():
-            if head != "ensemble":
-                head_correct[head] = head_correct.get(head, 0) + (head_logits.argmax(1) == y).sum()
         seen += len(y)
-        if keep_predictions:
-            predictions.append(predicted.cpu())
-            targets.append(y.cpu())
-    seen = max(seen, 1)
-    metrics = {f"{prefix}/loss": loss_sum.item() / seen, f"{prefix}/acc": correct.item() / seen}
-    metrics |= {f"{prefix}/acc_{head}": int(n) / seen for head, n in head_correct.items()}
-    if not keep_predictions:
-        return metrics, None, None
-    return metrics, torch.cat(predictions), torch.cat(targets)
+        named = {head: out for head, out in output.items() if head != "ensemble"} if isinstance(output, dict) else {}
+        for name, out in {"": judged, **named}.items():
+            predictions.setdefault(name, []).append(task.predict(out).cpu())
+        targets.append(y.cpu())
+    target = torch.cat(targets)
+    predicted = {name: torch.cat(parts) for name, parts in predictions.items()}
+    judged_predicted = predicted.pop("")
+    metrics = {f"{prefix}/loss": loss_sum.item() / max(seen, 1), **task.metrics(judged_predicted, target, prefix)}
+    score = f"{prefix}/{task.score}"
+    for head, head_predicted in predicted.items():
+        metrics[f"{score}_{head}"] = task.metrics(head_predicted, target, prefix)[score]
+    return metrics, judged_predicted, target

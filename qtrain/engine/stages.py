@@ -8,6 +8,7 @@ into its heads: `encoder`, `compression`, `classical_a`, `classical_b`, `quantum
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -145,19 +146,18 @@ def apply_stage(model: nn.Module, stage: Stage) -> list[nn.Module]:
     return frozen
 
 
-class StageLoss(nn.Module):
-    """Cross-entropy of a model's output; for named outputs, the stage's weighted sum.
-    Returns the loss and the logits the metrics judge (the ensemble's)."""
+class StageLoss:
+    """The task's loss of a model's output; for named outputs, the stage's weighted sum.
+    Returns the loss and the output the metrics judge (the ensemble's)."""
 
-    def __init__(self, loss_weights: dict[str, float], label_smoothing: float):
-        super().__init__()
+    def __init__(self, loss_weights: dict[str, float], loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
         self.weights = {k: w for k, w in loss_weights.items() if w > 0}
-        self.cross_entropy = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.loss = loss
 
-    def forward(self, output, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, output, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(output, torch.Tensor):
-            return self.cross_entropy(output.float(), target), output
-        loss = sum(w * self.cross_entropy(output[k].float(), target) for k, w in self.weights.items())
+            return self.loss(output, target), output
+        loss = sum(w * self.loss(output[k], target) for k, w in self.weights.items())
         return loss, output["ensemble"]
 
 

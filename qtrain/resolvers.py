@@ -1,0 +1,12 @@
+"""The resolvers qtrain's configs use; registered when `qtrain` is imported.
+
+- `${direction:${objective}}`: `maximize` or `minimize` for a metric (qtrain.objective).
+- `${len:${dataset.frequencies}}`: the length of a list (a model sized by its data).
+"""
+
+from omegaconf import OmegaConf
+
+from qtrain.objective import direction
+
+OmegaConf.register_resolver("direction", direction, replace=True)
+OmegaConf.register_resolver("len", len, replace=True)
