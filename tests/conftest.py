@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -20,6 +21,19 @@ from qtrain.engine.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
+
+
+def _share_the_cores() -> None:
+    """Under pytest-xdist, each worker (and the runs it starts) gets its share of the
+    cores instead of a thread per core: N workers x N threads thrash on N cores."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        os.environ["OMP_NUM_THREADS"] = threads
+        torch.set_num_threads(int(threads))
+
+
+_share_the_cores()
 
 
 def untracked(overrides: tuple[str, ...]) -> list[str]:
