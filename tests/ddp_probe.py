@@ -3,9 +3,11 @@
 tests/test_distributed.py runs `torchrun --nproc_per_node=2 tests/ddp_probe.py <overrides>`:
 every rank runs qtrain's real entry point, and writes `$PROBE_DIR/rank<N>.pt` holding
 the sample indices of every training batch it drew and its weights after training.
+With `PROBE_SIGTERM_RANK1_AFTER=N`, rank 1 alone gets a real SIGTERM after N steps.
 """
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import torch
 
 from qtrain.__main__ import cli
 from qtrain.data.batches import TensorBatches
+from qtrain.engine import loop
 from qtrain.engine.fit import Trainer
 
 seen: list[list[int]] = []
@@ -34,5 +37,16 @@ def fit_and_record(self):
 
 
 TensorBatches.__iter__, Trainer.fit = recording_draw, fit_and_record
+signal_after = int(os.environ.get("PROBE_SIGTERM_RANK1_AFTER", "0"))
+if signal_after and os.environ["RANK"] == "1":
+    step, steps = loop.optimizer_step, []
+
+    def step_then_signal(*args, **kwargs):
+        step(*args, **kwargs)
+        steps.append(1)
+        if len(steps) == signal_after:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    loop.optimizer_step = step_then_signal
 sys.argv[0] = "qtrain"
 cli()

@@ -72,13 +72,13 @@ def test_torchrun_without_ddp_is_refused(tmp_path):
     assert "torchrun started 2 processes; add hardware=ddp" in result.stdout
 
 
-def torchrun(*overrides: str, cwd: Path, probe: Path) -> subprocess.CompletedProcess:
+def torchrun(*overrides: str, cwd: Path, probe: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     return subprocess.run(
         [*command, str(ROOT / "tests" / "ddp_probe.py"), *overrides],
         check=False,
         cwd=cwd,
-        env={**os.environ, "PROBE_DIR": str(probe), "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "PROBE_DIR": str(probe), "OMP_NUM_THREADS": "1", **(env or {})},
         capture_output=True,
         text=True,
         timeout=300,
@@ -113,3 +113,23 @@ def test_two_cpu_processes_train_on_disjoint_data_to_identical_weights(tmp_path,
     runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert runs[0].data.params["hardware.distributed"] == "True" and "test/acc" in runs[0].data.metrics
+
+
+def test_a_signal_to_one_rank_stops_both_and_the_resumed_run_ends_the_same(tmp_path):
+    short = ("hardware=ddp", "model=simple_cnn", "stages.train.epochs=2", "trainer.progress=false", "tracking=none")
+    whole = torchrun(*short, "hydra.run.dir=whole", cwd=tmp_path, probe=tmp_path)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    expected = torch.load(tmp_path / "rank0.pt", weights_only=True)["weights"]
+    stopped = torchrun(
+        *short, "hydra.run.dir=stopped", cwd=tmp_path, probe=tmp_path, env={"PROBE_SIGTERM_RANK1_AFTER": "13"}
+    )
+    assert stopped.returncode != 0
+    assert stopped.stdout.count("stopped by signal 15") == 2  # rank 0 stopped too, though only rank 1 got it
+    partial = torch.load(tmp_path / "stopped" / "checkpoints" / "last.pt", weights_only=True)["state"]
+    assert partial["global_step"] == 13 and partial["partial"]["batches"] == 3  # epoch 2, 3 of its 10 steps
+    last = tmp_path / "stopped" / "checkpoints" / "last.pt"
+    resumed = torchrun(*short, "hydra.run.dir=resumed", f"ckpt_path={last}", cwd=tmp_path, probe=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for rank in (0, 1):
+        weights = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)["weights"]
+        assert all(torch.equal(weights[name], expected[name]) for name in expected)
