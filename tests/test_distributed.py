@@ -72,6 +72,14 @@ def test_torchrun_without_ddp_is_refused(tmp_path):
     assert "torchrun started 2 processes; add hardware=ddp" in result.stdout
 
 
+def test_a_sweep_under_torchrun_is_refused(tmp_path):
+    torchrun_env = {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}
+    result = run_cli("-m", "hardware=ddp", "model=simple_cnn", "seed=1,2", cwd=tmp_path, env=torchrun_env)
+    assert result.returncode == 1
+    assert "a sweep under torchrun is not supported" in result.stdout + result.stderr
+    assert not list(tmp_path.glob("multirun/*/*/*/checkpoints"))
+
+
 def torchrun(*overrides: str, cwd: Path, probe: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     return subprocess.run(
