@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationKeyError, InterpolationToMissingValueError
 
 from qtrain.errors import ConfigError
 
@@ -29,7 +30,27 @@ def _optional(check, key: str, value) -> None:
         check(key, value)
 
 
+def _check_interpolations(cfg: DictConfig) -> None:
+    """A key that reads another group's missing key: groups that do not fit together."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except InterpolationToMissingValueError:
+        return  # a required key (???) read elsewhere: the missing-key check names it
+    except InterpolationKeyError as error:
+        raw = OmegaConf.to_container(cfg)
+        for part in error.full_key.split("."):
+            raw = raw[part]
+        raise ConfigError(
+            error.full_key,
+            raw,
+            f"{error.msg.splitlines()[0].lower()}: these groups do not fit together "
+            "(model=lstm_signal goes with dataset=signal, model=ensemble_heads with dataset=features, "
+            "the image models with the image datasets)",
+        ) from None
+
+
 def check_config(cfg: DictConfig) -> None:
+    _check_interpolations(cfg)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(missing[0], "???", f"is required; set it on the command line, e.g. {missing[0]}=...")

@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import make_config, run_cli, run_config
 
+from qtrain.config_checks import check_config
 from qtrain.data.signal import SignalData, generate
 from qtrain.errors import ConfigError
 from qtrain.metrics import regression_metrics
@@ -140,6 +141,18 @@ def test_signal_chooses_the_regression_task_and_its_monitor():
     assert cfg.task._target_ == "qtrain.tasks.Regression" and cfg.model.num_conditions == 4
     assert (cfg.trainer.monitor, cfg.trainer.monitor_mode, cfg.objective) == ("val/mse", "min", "val/mse_best")
     assert make_config().task._target_ == "qtrain.tasks.Classification"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model=lstm_signal"], r"model.num_conditions=\$\{len:\$\{dataset.frequencies\}\}: interpolation key"),
+        (["dataset=signal"], r"model.num_classes=\$\{dataset.num_classes\}: interpolation key 'dataset.num_classes'"),
+    ],
+)
+def test_a_model_and_dataset_that_do_not_fit_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message + ".*do not fit together"):
+        check_config(make_config(*overrides))
 
 
 def test_a_regression_run_writes_its_metrics_plots_and_report(tmp_path):
