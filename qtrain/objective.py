@@ -17,6 +17,11 @@ def direction(metric: str) -> str:
     return "minimize" if name.endswith(LOWER_IS_BETTER) else "maximize"
 
 
+def monitor_mode(metric: str) -> str:
+    """`min` or `max`: how `trainer.monitor` is compared (`${monitor_mode:...}`)."""
+    return "min" if direction(metric) == "minimize" else "max"
+
+
 def objective(metrics: dict[str, float], name: str) -> float:
     if name not in metrics:
         raise ConfigError("objective", name, f"not a metric of this run; it produced {', '.join(sorted(metrics))}")

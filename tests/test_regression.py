@@ -140,6 +140,7 @@ def test_signal_chooses_the_regression_task_and_its_monitor():
     cfg = make_config("model=lstm_signal", "dataset=signal")
     assert cfg.task._target_ == "qtrain.tasks.Regression" and cfg.model.num_conditions == 4
     assert (cfg.trainer.monitor, cfg.trainer.monitor_mode, cfg.objective) == ("val/mse", "min", "val/mse_best")
+    assert make_config("dataset=signal", "trainer.monitor=val/r2").trainer.monitor_mode == "max"
     assert make_config().task._target_ == "qtrain.tasks.Classification"
 
 
