@@ -1,10 +1,12 @@
-"""Writing a run's files whole or not at all."""
+"""Writing a run's files whole or not at all, and torch files tagged with their format."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 from pathlib import Path
+
+import torch
 
 
 @contextlib.contextmanager
@@ -21,3 +23,21 @@ def atomic_write(path: Path, mode: str = "wb", **open_kwargs):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def save_tagged(path: Path, fmt: str, payload: dict) -> None:
+    """`payload` as a torch file tagged `format: fmt`, written atomically."""
+    with atomic_write(path) as f:
+        torch.save({"format": fmt, **payload}, f)
+
+
+def load_tagged(path: Path, fmt: str, what: str) -> dict:
+    """What `save_tagged(path, fmt, ...)` wrote. Raises ValueError saying why the file is
+    not such a `what`: unreadable (damaged, foreign), or of another format."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 -- torch raises many types for a damaged or foreign file
+        raise ValueError(f"not a readable {what} ({type(error).__name__}: {error})") from None
+    if not isinstance(saved, dict) or saved.get("format") != fmt:
+        raise ValueError(f"not a qtrain {what} (expected format {fmt})")
+    return saved

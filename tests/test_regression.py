@@ -111,6 +111,17 @@ def test_a_dataset_is_generated_once_and_reloaded(tmp_path, monkeypatch):
     assert signal_data(tmp_path, noise_std=0.2).path != data.path  # other settings, another file
 
 
+def test_a_damaged_dataset_file_is_generated_again(tmp_path):
+    data = signal_data(tmp_path)
+    data.setup("cpu")
+    expected = data.splits["train"][1].clone()
+    data.path.write_bytes(b"half a file")
+    again = signal_data(tmp_path)
+    again.setup("cpu")
+    assert torch.equal(again.splits["train"][1], expected)
+    assert torch.load(data.path, weights_only=True)["settings"] == again.settings
+
+
 def test_frequencies_above_nyquist_are_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"dataset.frequencies=\[2.0, 60.0\]: each must be in \(0, 50\) Hz"):
         signal_data(tmp_path, frequencies=[2.0, 60.0]).setup("cpu")

@@ -14,7 +14,7 @@ import torch
 
 from qtrain.data.batches import TensorSplits
 from qtrain.errors import ConfigError
-from qtrain.files import atomic_write
+from qtrain.files import load_tagged, save_tagged
 
 FORMAT = "qtrain-features/1"
 SPLITS = ("train", "val", "test")
@@ -47,9 +47,10 @@ class FeatureData(TensorSplits):
         path = Path(self.path or "").expanduser()
         if not path.is_file():
             raise ConfigError("dataset.path", self.path, "no such file; give a <run>/features.pt of a staged run")
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(saved, dict) or saved.get("format") != FORMAT:
-            raise ConfigError("dataset.path", self.path, f"not a qtrain features file (expected format {FORMAT})")
+        try:
+            saved = load_tagged(path, FORMAT, "features file")
+        except ValueError as why:
+            raise ConfigError("dataset.path", self.path, str(why)) from None
         self.splits = {split: (x.to(device), y.to(device)) for split, (x, y) in saved["splits"].items()}
         self.class_names = saved["class_names"]
         for key, expected, found in (
@@ -61,8 +62,7 @@ class FeatureData(TensorSplits):
 
     def save(self, path: Path) -> None:
         cpu = {split: (x.cpu(), y.cpu()) for split, (x, y) in self.splits.items()}
-        with atomic_write(path) as f:
-            torch.save({"format": FORMAT, "splits": cpu, "class_names": self.class_names}, f)
+        save_tagged(path, FORMAT, {"splits": cpu, "class_names": self.class_names})
 
 
 @torch.no_grad()

@@ -22,7 +22,7 @@ import torch
 
 from qtrain.data.batches import TensorSplits
 from qtrain.errors import ConfigError
-from qtrain.files import atomic_write
+from qtrain.files import load_tagged, save_tagged
 
 log = logging.getLogger("qtrain")
 
@@ -113,14 +113,15 @@ class SignalData(TensorSplits):
     def load_or_generate(self) -> tuple[torch.Tensor, torch.Tensor]:
         path = self.path
         if path.is_file():
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            if saved.get("format") == FORMAT and saved.get("settings") == self.settings:
-                return saved["inputs"], saved["targets"]
-            log.warning("%s does not hold these generator settings; generating it again", path)
+            try:
+                saved = load_tagged(path, FORMAT, "signal dataset")
+                if saved["settings"] == self.settings:
+                    return saved["inputs"], saved["targets"]
+                log.warning("%s holds other generator settings; generating it again", path)
+            except ValueError as why:  # damaged or foreign: made anew
+                log.warning("%s: %s; generating it again", path, why)
         inputs, targets = (torch.from_numpy(a) for a in generate(**self.settings))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path) as f:
-            torch.save({"format": FORMAT, "settings": self.settings, "inputs": inputs, "targets": targets}, f)
+        save_tagged(path, FORMAT, {"settings": self.settings, "inputs": inputs, "targets": targets})
         log.info("signal: generated %d samples, saved to %s", len(inputs), path)
         return inputs, targets
 

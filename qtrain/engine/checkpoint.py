@@ -10,14 +10,13 @@ import numpy as np
 import torch
 
 from qtrain.errors import ConfigError
-from qtrain.files import atomic_write
+from qtrain.files import atomic_write, load_tagged, save_tagged
 
 FORMAT = "qtrain-checkpoint/3"  # 3: a mid-epoch score_sum (was correct); 2: best.pt per stage
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
-    with atomic_write(path) as f:
-        torch.save({"format": FORMAT, **state}, f)
+    save_tagged(path, FORMAT, state)
 
 
 def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
@@ -25,12 +24,9 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
     if not path.is_file():
         raise ConfigError(key, path, "no such file; give a checkpoints/last.pt (resume) or best.pt (evaluate)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 -- torch raises many types for a damaged or foreign file
-        raise ConfigError(key, path, f"not a readable checkpoint ({type(error).__name__}: {error})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ConfigError(key, path, f"not a qtrain checkpoint (expected format {FORMAT})")
-    return state
+        return load_tagged(path, FORMAT, "checkpoint")
+    except ValueError as why:
+        raise ConfigError(key, path, str(why)) from None
 
 
 def copy_checkpoint(source: Path, target: Path) -> None:

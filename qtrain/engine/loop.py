@@ -153,10 +153,11 @@ def evaluate(
         seen += len(y)
         named = {head: out for head, out in output.items() if head != "ensemble"} if isinstance(output, dict) else {}
         for name, out in {"": judged, **named}.items():
-            predictions.setdefault(name, []).append(task.predict(out).cpu())
-        targets.append(y.cpu())
-    target = torch.cat(targets)
-    predicted = {name: torch.cat(parts) for name, parts in predictions.items()}
+            predictions.setdefault(name, []).append(task.predict(out))
+        targets.append(y)
+    # Kept on the device until the end: one copy to the CPU per split, not a sync per batch.
+    target = torch.cat(targets).cpu()
+    predicted = {name: torch.cat(parts).cpu() for name, parts in predictions.items()}
     judged_predicted = predicted.pop("")
     metrics = {f"{prefix}/loss": loss_sum.item() / max(seen, 1), **task.metrics(judged_predicted, target, prefix)}
     score = f"{prefix}/{task.score}"

@@ -78,7 +78,7 @@ def _plan(name: str, settings: DictConfig, model: nn.Module) -> Stage:
         loss_weights=weights,
         cache_features=bool(settings.get("cache_features", False)),
     )
-    if not any(_gets_gradient(unit, stage, all_heads) for unit in trainable):
+    if len(unreached_units(stage, model)) == len(trainable):
         raise ConfigError(
             f"{key}.trainable",
             list(trainable),
