@@ -15,15 +15,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from qtrain import TRUSTED_TARGETS
+from qtrain import CONFIG_DIR, TRUSTED_TARGETS
+from qtrain.checkpoint_config import NAME as CHECKPOINT_CONFIG
+from qtrain.checkpoint_config import evaluation_config
 from qtrain.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from qtrain.objective import objective
 
 log = logging.getLogger("qtrain")
-
-# An absolute path: Hydra resolves a relative one against the module's package when
-# started through the `qtrain` console script, where no `conf` package exists.
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", execution_whitelist=TRUSTED_TARGETS)
@@ -57,9 +55,17 @@ def give_other_ranks_a_scratch_dir() -> None:
         sys.argv += [f"hydra.run.dir={scratch}", "hydra.output_subdir=null"]
 
 
+def compose_from_checkpoint() -> None:
+    """`train=false ckpt_path=...`: compose the checkpoint's experiment (qtrain.checkpoint_config)."""
+    folder = evaluation_config(sys.argv[1:])
+    if folder is not None:
+        sys.argv += [f"--config-dir={folder}", f"--config-name={CHECKPOINT_CONFIG}"]
+
+
 def cli() -> None:
     """`python -m qtrain` and the `qtrain` command."""
     give_other_ranks_a_scratch_dir()
+    compose_from_checkpoint()
     main()
 
 

@@ -7,6 +7,7 @@ import numbers
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError, InterpolationToMissingValueError
 
+from qtrain.engine.stages import enabled_stages
 from qtrain.errors import ConfigError
 
 
@@ -54,10 +55,10 @@ def check_config(cfg: DictConfig) -> None:
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(missing[0], "???", f"is required; set it on the command line, e.g. {missing[0]}=...")
-    if not isinstance(cfg.stages, DictConfig) or not cfg.stages:
+    if not isinstance(cfg.stages, DictConfig) or not enabled_stages(cfg.stages):
         raise ConfigError("stages", cfg.stages, "needs at least one stage, e.g. stages=single")
     _positive_number("optimizer.lr", cfg.optimizer.lr)  # before the stages' lr, which default to it
-    for name, stage in cfg.stages.items():
+    for name, stage in enabled_stages(cfg.stages).items():
         _positive_int(f"stages.{name}.epochs", stage.epochs)
         _positive_number(f"stages.{name}.lr", stage.lr)
         _optional(_positive_int, f"stages.{name}.patience", stage.get("patience"))

@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt
 import numpy as np
+from PIL import Image
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from qtrain.files import atomic_write
@@ -86,6 +87,22 @@ def plot_error_histogram(run_dir: Path, error: np.ndarray) -> None:
     ax.hist(error.ravel(), bins=60)
     ax.set(xlabel="predicted - target", ylabel="count", title="prediction error (test)")
     _save_figure(fig, run_dir / "plots" / "error_histogram.png")
+
+
+def plot_predictions(path: Path, files: list[Path], probs, class_names: list[str]) -> None:
+    """A grid of images, each titled with its predicted class and that class's probability."""
+    columns = min(4, len(files))
+    rows = -(-len(files) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.8 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, file, row in zip(axes.flat, files, probs):
+        with Image.open(file) as image:
+            ax.imshow(image.convert("RGB"))
+        best = int(row.argmax())
+        ax.set_title(f"{class_names[best]} ({float(row[best]):.2f})\n{file.name}", fontsize=8)
+    fig.suptitle("predictions")
+    _save_figure(fig, path)
 
 
 def _save_figure(fig, path: Path) -> None:

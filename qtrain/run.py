@@ -23,6 +23,8 @@ from qtrain.engine.hardware import (
     seed_everything,
     step_profiler,
 )
+from qtrain.export import export_model
+from qtrain.model_info import write_model_info
 from qtrain.tasks import Task
 from qtrain.tracking.console import print_config_tree, print_summary
 from qtrain.tracking.tracker import Tracker
@@ -109,6 +111,12 @@ def _train_and_test(cfg: DictConfig, run_dir: Path, tracker: Tracker, processes:
     reports.write_metrics(run_dir, metrics, trainer.state.stages)
     reports.write_history(run_dir, trainer.state.history)
     reports.plot_learning_curves(run_dir, trainer.state.history, task.score)
+    write_model_info(run_dir, cfg, data, metrics)
+    if cfg.export:
+        example = next(iter(data.eval_batches("test", limit=1)))[0].to(device)
+        log.info(
+            "exported the model to %s", export_model(trainer.final_model(), example, run_dir / "export" / "model.pt2")
+        )
     print_summary(metrics, trainer.state.stages)
     log.info("run directory: %s", run_dir)
     return metrics

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+import qtrain
 from qtrain.engine import loop
 from qtrain.engine.checkpoint import load_checkpoint
 
@@ -51,8 +51,8 @@ def _no_tracking_in_the_repo(tmp_path_factory, monkeypatch):
 
 
 def make_config(*overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF)):
-        return compose("config", overrides=untracked(overrides))
+    """The config `python -m qtrain <overrides>` runs (qtrain.compose), untracked."""
+    return qtrain.compose(untracked(overrides))
 
 
 def run_config(run_dir: Path, *overrides: str) -> dict:

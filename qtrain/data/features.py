@@ -60,6 +60,9 @@ class FeatureData(TensorSplits):
             if expected != found:
                 raise ConfigError(key, expected, f"{path} holds {found}; set {key}={found}")
 
+    def input_info(self) -> dict:
+        return {"kind": "features", "shape": [self.num_features]}
+
     def save(self, path: Path) -> None:
         cpu = {split: (x.cpu(), y.cpu()) for split, (x, y) in self.splits.items()}
         save_tagged(path, FORMAT, {"splits": cpu, "class_names": self.class_names})

@@ -35,6 +35,8 @@ class ImageData:
         self.split_seed, self.val_fraction, self.test_fraction = split_seed, val_fraction, test_fraction
         self.augment_options = dict(augment or {})
         self.class_names: list[str] = []
+        self.mean: list[float] = []  # per channel, what `setup` normalizes the images with
+        self.std: list[float] = []
 
     def setup(self, device: torch.device | str = "cpu") -> None:
         raise NotImplementedError
@@ -52,6 +54,16 @@ class ImageData:
 
     def eval_batches(self, split: str, limit: int | None = None) -> Iterable:
         raise NotImplementedError
+
+    def input_info(self) -> dict:
+        """What a model trained on this data takes: (channels, height, width) images,
+        normalized per channel as `(x - mean) / std` after scaling pixels to [0, 1]."""
+        return {
+            "kind": "image",
+            "shape": [self.in_channels, self.image_size, self.image_size],
+            "mean": self.mean,
+            "std": self.std,
+        }
 
     def check_num_classes(self, found: int) -> None:
         if self.num_classes != found:

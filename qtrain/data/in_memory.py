@@ -55,6 +55,7 @@ class InMemoryImageData(TensorSplits, ImageData):
         mean = train_images.mean(dim=(0, 2, 3), keepdim=True)
         std = train_images.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
         self.splits = {split: (((x - mean) / std).to(device), y.to(device)) for split, (x, y) in tensors.items()}
+        self.mean, self.std = mean.flatten().tolist(), std.flatten().tolist()
 
     def _split(self, x: np.ndarray, y: np.ndarray, fraction: float):
         return train_test_split(x, y, test_size=fraction, stratify=y, random_state=self.split_seed)

@@ -110,6 +110,10 @@ class SignalData(TensorSplits):
         if s["noise_std"] < 0:
             raise ConfigError("dataset.noise_std", s["noise_std"], "must be >= 0")
 
+    def input_info(self) -> dict:
+        """(time steps, 1 + conditions): the mixed value and the one-hot condition per step."""
+        return {"kind": "signal", "shape": [self.settings["time_steps"], 1 + len(self.settings["frequencies"])]}
+
     def load_or_generate(self) -> tuple[torch.Tensor, torch.Tensor]:
         path = self.path
         if path.is_file():

@@ -12,7 +12,7 @@ import torch
 from qtrain.errors import ConfigError
 from qtrain.files import atomic_write, load_tagged, save_tagged
 
-FORMAT = "qtrain-checkpoint/3"  # 3: a mid-epoch score_sum (was correct); 2: best.pt per stage
+FORMAT = "qtrain-checkpoint/4"  # 4: what the model takes (data); 3: a mid-epoch score_sum; 2: best.pt per stage
 
 
 def save_checkpoint(state: dict, path: Path) -> None:

@@ -33,6 +33,7 @@ from qtrain.engine.interrupt import StopRequest
 from qtrain.engine.loop import EpochProgress, StepOptions, evaluate, train_epoch
 from qtrain.engine.stages import HeadsOnly, Stage, StageLoss, apply_stage, plan_stages, unreached_units
 from qtrain.errors import ConfigError, TrainingDiverged, TrainingInterrupted
+from qtrain.model_info import data_description
 from qtrain.tasks import Task
 from qtrain.tracking.console import epoch_bar
 
@@ -146,6 +147,7 @@ class Trainer:
                 "state": asdict(self.state),
                 "rng": rng_states(),
                 "config": OmegaConf.to_container(self.config, resolve=True),
+                "data": data_description(self.data),
             },
             path,
         )
@@ -351,8 +353,13 @@ class Trainer:
             self.model.load_state_dict(torch.load(best, map_location=self.device, weights_only=True)["model"])
         self.processes.broadcast_module(self.model)
 
+    def final_model(self) -> nn.Module:
+        """The model as it is tested and used: the last stage's heads and loss."""
+        self._use_stage(self.stages[-1])
+        return self.model
+
     def test(self) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
-        self._use_stage(self.stages[-1])  # the final model: the last stage's heads and loss
+        self.final_model()
         batches = self.data.eval_batches("test", self.settings.limit_eval_batches)
         return evaluate(self.forward_model, batches, self.options, "test")
 

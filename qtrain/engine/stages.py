@@ -42,9 +42,14 @@ def heads(model: nn.Module) -> list[str]:
     return list(model.heads) if isinstance(getattr(model, "heads", None), nn.ModuleDict) else []
 
 
+def enabled_stages(stages: DictConfig) -> dict[str, DictConfig]:
+    """The stages to run, in order: a stage set to null (`stages.quantum=null`) is left out."""
+    return {name: settings for name, settings in stages.items() if settings is not None}
+
+
 def plan_stages(stages: DictConfig, model: nn.Module) -> list[Stage]:
     """Every stage, checked against `model`: refused here, before training starts."""
-    return [_plan(name, settings, model) for name, settings in stages.items()]
+    return [_plan(name, settings, model) for name, settings in enabled_stages(stages).items()]
 
 
 def _names(key: str, given, valid: list[str], what: str) -> tuple[str, ...]:

@@ -139,7 +139,8 @@ class TorchStatevector(nn.Module):
             self._close(run)
         self.phase_fn = self.phase_angles.compile()
         self.rotation_fn = self.rotation_angles.compile()
-        self.constants["generators"] = np.array(generators, dtype=np.complex128).reshape(-1, 2, 2)
+        if generators:
+            self.constants["generators"] = np.array(generators, dtype=np.complex128).reshape(-1, 2, 2)
 
     def _add_phase_gate(self, run: _PhaseRun, gate: str, params, qubits) -> None:
         bit = run.bits
@@ -176,14 +177,15 @@ class TorchStatevector(nn.Module):
         indices = [i for i, _ in columns]
         self.constants[f"{name}_constant"] = run.constant
         self.constants[f"{name}_inverse"] = inverse
-        self.constants[f"{name}_patterns"] = np.array([p for _, p in columns]).reshape(len(columns), self.dim)
+        if columns:  # none in a run of constant phases and permutations (and torch.export cannot save empty constants)
+            self.constants[f"{name}_patterns"] = np.array([p for _, p in columns]).reshape(len(columns), self.dim)
         identity = bool((run.perm == np.arange(self.dim)).all())
         self.steps.append(("phase", name, indices, identity))
 
     def _constants(self, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
         """The compiled constants as tensors for this real dtype and device, made once."""
         key = (dtype, device)
-        if key not in self._cast:
+        if key not in self._cast or _tracing():
             complex_dtype = torch.complex64 if dtype == torch.float32 else torch.complex128
 
             def cast(array: np.ndarray) -> torch.Tensor:
@@ -191,7 +193,10 @@ class TorchStatevector(nn.Module):
                     return torch.as_tensor(array, dtype=torch.long, device=device)
                 return torch.as_tensor(array, dtype=complex_dtype if array.dtype.kind == "c" else dtype, device=device)
 
-            self._cast[key] = {name: cast(array) for name, array in self.constants.items()}
+            constants = {name: cast(array) for name, array in self.constants.items()}
+            if _tracing():
+                return constants
+            self._cast[key] = constants
         return self._cast[key]
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -251,6 +256,12 @@ def _in_runs(circuit: QuantumCircuit) -> list:
     return order
 
 
+def _tracing() -> bool:
+    """torch.export and torch.compile run forward on fake tensors: constants made then are
+    the trace's own and must not be cached for later calls."""
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
+
+
 def _apply_1q(state: torch.Tensor, matrix: torch.Tensor, qubit: int, n_qubits: int, batched: bool) -> torch.Tensor:
     """The 2x2 `matrix` (one per sample if `batched`) on the qubit's axis of the state.
     A broadcast matmul on the (batch, high bits, 2, low bits) view needs no permute:
@@ -286,13 +297,16 @@ class PauliExpectations:
 
     def __call__(self, state: torch.Tensor) -> torch.Tensor:
         key = (state.dtype, state.device)
-        if key not in self._cast:
-            self._cast[key] = [
+        cast = self._cast.get(key)
+        if cast is None or _tracing():
+            cast = [
                 (torch.as_tensor(v, dtype=state.dtype, device=state.device), torch.as_tensor(r, device=state.device))
                 for v, r in zip(self.values, self.rows)
             ]
+            if not _tracing():
+                self._cast[key] = cast
         total = 0
-        for mask, (values, rows) in zip(self.masks, self._cast[key]):
+        for mask, (values, rows) in zip(self.masks, cast):
             if mask == 0:
                 total = total + (state.real**2 + state.imag**2).to(state.dtype) @ values
             else:

@@ -1,0 +1,142 @@
+"""Using a trained model: evaluation from the checkpoint alone, model_info.json, the
+torch.export program, python -m qtrain.predict, and qtrain.train / qtrain.compose."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import run_cli
+from hydra.utils import execution_whitelist, instantiate
+from omegaconf import OmegaConf
+from PIL import Image
+from sklearn.datasets import load_digits
+
+import qtrain
+from qtrain.engine.checkpoint import load_checkpoint
+from qtrain.predict import trained_model
+
+SHORT = ["hardware=cpu", "trainer.progress=false", "stages.train.epochs=2", "trainer.limit_train_batches=4"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One short cnn_quantum run on digits, exported."""
+    folder = tmp_path_factory.mktemp("trained")
+    result = run_cli("model=cnn_quantum", *SHORT, "export=true", "hydra.run.dir=run", cwd=folder)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return folder / "run"
+
+
+def test_evaluation_rebuilds_the_model_and_data_from_the_checkpoint(trained, tmp_path):
+    best = trained / "checkpoints" / "best.pt"
+    # No model= or dataset=: the defaults (resnet_quantum) would not fit these weights.
+    result = run_cli("train=false", f"ckpt_path={best}", "hydra.run.dir=eval", "dataset.batch_size=32", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert evaluated["test/acc"] == json.loads((trained / "metrics.json").read_text())["test/acc"]
+    config = OmegaConf.load(tmp_path / "eval" / ".hydra" / "config.yaml")
+    assert config.model.encoder._target_ == "qtrain.models.simple_cnn.SimpleCNN" and config.model.quantum.n_qubits == 6
+    assert config.dataset.batch_size == 32  # the command line wins
+
+
+def test_a_group_on_the_command_line_replaces_the_stored_one(trained):
+    cfg = qtrain.compose(["train=false", f"ckpt_path={trained / 'checkpoints' / 'best.pt'}", "model=simple_cnn"])
+    assert cfg.model._target_ == "qtrain.models.simple_cnn.SimpleCNN" and "quantum" not in cfg.model
+    assert cfg.dataset.name == "digits" and cfg.seed == 42
+
+
+def test_model_info_describes_classes_input_and_metrics(trained):
+    info = json.loads((trained / "model_info.json").read_text())
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert info["class_names"] == [str(i) for i in range(10)]
+    assert info["input"]["shape"] == [1, 16, 16] and len(info["input"]["mean"]) == len(info["input"]["std"]) == 1
+    assert info["model"]["quantum"]["n_qubits"] == 6
+    assert info["test_metrics"]["test/acc"] == metrics["test/acc"]
+
+
+def test_the_exported_program_equals_the_model_on_the_test_split(trained):
+    checkpoint = load_checkpoint(trained / "checkpoints" / "best.pt")
+    model = trained_model(checkpoint, torch.device("cpu"))
+    program = torch.export.load(trained / "export" / "model.pt2").module()
+    with execution_whitelist(qtrain.TRUSTED_TARGETS):
+        data = instantiate(OmegaConf.create(checkpoint["config"]).dataset)
+    data.setup("cpu")
+    x = data.splits["test"][0]
+    with torch.no_grad():
+        torch.testing.assert_close(program(x), model(x), atol=1e-5, rtol=0)
+
+
+def test_the_exported_program_runs_without_qtrain(trained, tmp_path):
+    script = (
+        "import sys; sys.modules['qtrain'] = None\n"  # import qtrain would fail
+        "import torch\n"
+        f"model = torch.export.load({str(trained / 'export' / 'model.pt2')!r}).module()\n"
+        "print(tuple(model(torch.zeros(5, 1, 16, 16)).shape))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "(5, 10)"
+
+
+def test_a_model_export_cannot_trace_is_one_line_and_the_run_is_kept(tmp_path):
+    # qiskit-machine-learning's connector leaves torch for NumPy: torch.export cannot follow it.
+    overrides = ["model=cnn_quantum", "model.quantum.backend=qiskit", "model.quantum.n_qubits=2", "debug=fast"]
+    result = run_cli(*overrides, "hardware=cpu", "export=true", "hydra.run.dir=run", cwd=tmp_path)
+    assert result.returncode == 1
+    errors = [line for line in result.stdout.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "export=True: torch.export cannot trace HybridClassifier" in errors[0]
+    assert (tmp_path / "run" / "metrics.json").is_file() and (tmp_path / "run" / "model_info.json").is_file()
+    assert not (tmp_path / "run" / "export" / "model.pt2").exists()
+
+
+def test_predict_labels_a_folder_and_skips_what_is_not_an_image(trained, tmp_path):
+    digits = load_digits()
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(5):
+        Image.fromarray((digits.images[i] * 16).astype("uint8")).save(images / f"digit{i}.png")
+    (images / "notes.txt").write_text("not an image")
+    command = [sys.executable, "-m", "qtrain.predict", f"ckpt_path={trained / 'checkpoints' / 'best.pt'}"]
+    result = subprocess.run(
+        [*command, f"input={images}", "hydra.run.dir=out"], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"skipped {images / 'notes.txt'}" in result.stdout
+    with open(tmp_path / "out" / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(os.path.basename(row["file"]) for row in rows) == [f"digit{i}.png" for i in range(5)]
+    for row in rows:
+        probs = {name: float(row[name]) for name in map(str, range(10))}
+        assert sum(probs.values()) == pytest.approx(1, abs=1e-5) and row["class"] == max(probs, key=probs.get)
+    assert (tmp_path / "out" / "predictions.png").stat().st_size > 0
+
+
+def test_predict_without_any_image_is_refused(trained, tmp_path):
+    (tmp_path / "notes.txt").write_text("text")
+    command = [sys.executable, "-m", "qtrain.predict", f"ckpt_path={trained / 'checkpoints' / 'best.pt'}"]
+    result = subprocess.run([*command, f"input={tmp_path / 'notes.txt'}"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert f"input={tmp_path / 'notes.txt'}: holds no readable image" in result.stdout
+
+
+def test_train_from_python_returns_the_cli_metrics(tmp_path):
+    overrides = ["model=simple_cnn", "debug=fast", "hardware=cpu", "tracking=none"]
+    from_python = qtrain.train(overrides, run_dir=tmp_path / "api")
+    assert run_cli(*overrides, "hydra.run.dir=cli", cwd=tmp_path).returncode == 0
+    from_cli = json.loads((tmp_path / "cli" / "metrics.json").read_text())
+    assert from_python == pytest.approx({k: v for k, v in from_cli.items() if k != "stages"}, rel=1e-5)
+    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", "qtrain.log", "checkpoints/best.pt", "model_info.json"):
+        assert (tmp_path / "api" / name).is_file(), name
+    assert OmegaConf.load(tmp_path / "api" / ".hydra" / "overrides.yaml") == overrides
+
+
+def test_compose_gives_the_cli_config():
+    cfg = qtrain.compose(["experiment=fashion_mnist_hybrid_ensemble", "encoder=resnet18"])
+    assert cfg.model._target_ == "qtrain.models.ensemble.HybridEnsemble" and cfg.dataset.name == "fashion_mnist"
+    assert cfg.model.encoder._target_ == "qtrain.models.timm_models.resnet"
