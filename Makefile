@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test lint format bench clean mlflow-ui sweep
+.PHONY: install run test test-slow test-all lint format bench clean mlflow-ui sweep
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,13 @@ install: $(INSTALLED)
 run: $(INSTALLED)  ## train the default experiment (make run ARGS="model=resnet dataset.image_size=32")
 	$(PY) -m qtrain $(ARGS)
 
-test: $(INSTALLED)  ## the suite, one worker per core (pytest-xdist); add ARGS="-n 0" for one process
+test: $(INSTALLED)  ## the fast tier, one worker per core (pytest-xdist); add ARGS="-n 0" for one process
+	$(PY) -m pytest -n auto --dist worksteal -m "not slow" $(ARGS)
+
+test-slow: $(INSTALLED)  ## the slow tier: accuracy runs, torchrun, sweeps, torch.compile
+	$(PY) -m pytest -n auto --dist worksteal -m slow $(ARGS)
+
+test-all: $(INSTALLED)  ## both tiers
 	$(PY) -m pytest -n auto --dist worksteal $(ARGS)
 
 lint: $(INSTALLED)

@@ -19,10 +19,13 @@ from qtrain.errors import ConfigError
 from qtrain.tasks import Task
 from qtrain.tracking.tracker import Tracker
 
-GROUPS = ["task", "dataset", "model", "optimizer", "scheduler", "stages", "hardware", "tracking", "debug"]
+GROUPS = ["task", "dataset", "encoder", "model", "optimizer", "scheduler", "stages", "hardware", "tracking", "debug"]
 # image_folder has no default location or class count, features no file: the user must say them
 REQUIRED = {
     "dataset=image_folder": ["dataset.root=/tmp/images", "dataset.num_classes=3"],
+    "dataset=image_csv": ["dataset.root=/tmp/images", "dataset.csv=/tmp/labels.csv", "dataset.num_classes=3"],
+    # an encoder belongs to a hybrid model; timm takes any timm model name
+    "encoder=timm": ["model=cnn_quantum", "encoder.name=resnet10t"],
     "dataset=features": ["dataset.path=/tmp/features.pt"],
     "model=ensemble_heads": ["dataset=features", "dataset.path=/tmp/features.pt"],
     "model=lstm_signal": ["dataset=signal"],
@@ -36,7 +39,7 @@ def options(group: str) -> list[str]:
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_and_instantiates(group, option):
     override = f"{group}={option}"
-    cfg = make_config(override, *REQUIRED.get(override, []))
+    cfg = make_config(override, *REQUIRED.get(override, ["model=cnn_quantum"] if group == "encoder" else []))
     with execution_whitelist(TRUSTED_TARGETS):
         if group == "dataset":
             data = instantiate(cfg.dataset)
@@ -45,6 +48,11 @@ def test_every_option_composes_and_instantiates(group, option):
         elif option == "lstm_signal":
             output = instantiate(cfg.model)(torch.randn(2, 7, 1 + len(cfg.dataset.frequencies)))
             assert output.shape == (2, 7)
+        elif group == "encoder":
+            model = instantiate(cfg.model)
+            assert model.encoder.num_features == model.head.compress.in_features  # the encoder group's choice
+            x = torch.randn(2, cfg.dataset.in_channels, cfg.dataset.image_size, cfg.dataset.image_size)
+            assert model(x).shape == (2, cfg.dataset.num_classes)
         elif group == "model":
             model = instantiate(cfg.model)
             if option == "ensemble_heads":

@@ -15,6 +15,7 @@ from PIL import Image
 from qtrain.data.batches import BatchAugment, TensorBatches, _base_grid, epoch_permutation
 from qtrain.data.digits import DigitsData
 from qtrain.data.idx import FashionMNISTData, MNISTData, read_idx
+from qtrain.data.image_csv import ImageCsvData
 from qtrain.data.image_folder import ImageFolderData
 from qtrain.errors import ConfigError
 
@@ -234,3 +235,67 @@ def test_image_folder_cannot_download(tmp_path):
     write_image_folder(tmp_path)
     with pytest.raises(ConfigError, match="dataset.download=True: an image folder cannot be downloaded"):
         folder(tmp_path, download=True).setup("cpu")
+
+
+def write_image_csv(root: Path, labels: list[str], splits: list[str] | None = None) -> Path:
+    """QSight's layout: images named without their extension in a CSV of image,level."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    lines = ["image,level" + (",split" if splits else "")]
+    for i, label in enumerate(labels):
+        Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(root / "images" / f"{i}_left.jpeg")
+        lines.append(f"{i}_left,{label}" + (f",{splits[i]}" if splits else ""))
+    (root / "trainLabels.csv").write_text("\n".join(lines) + "\n")
+    return root / "trainLabels.csv"
+
+
+def image_csv(root: Path, **kwargs) -> ImageCsvData:
+    options = {"name": "image_csv", "num_classes": 3, "in_channels": 3, "image_size": 16, "batch_size": 4}
+    options |= {"root": str(root / "images"), "csv": str(root / "trainLabels.csv"), "label_column": "level"}
+    return ImageCsvData(**{**options, **kwargs})
+
+
+def test_image_csv_reads_labels_and_splits_like_a_folder(tmp_path):
+    write_image_csv(tmp_path, [str(i % 3 * 5) for i in range(30)])  # levels 0, 5, 10
+    data = image_csv(tmp_path, val_fraction=0.2, test_fraction=0.2, augment={"enabled": True, "hflip": True})
+    data.setup("cpu")
+    assert data.class_names == ["0", "5", "10"]  # numbers sort by value
+    assert (data.size("train"), data.size("val"), data.size("test")) == (19, 5, 6)  # as image_folder splits 30
+    x, y = next(iter(data.train_batches(0)))
+    assert x.shape == (4, 3, 16, 16) and set(y.tolist()) <= {0, 1, 2}
+    labels = {path.name: label for path, label in data.splits["test"].samples}
+    assert all(int(name.split("_")[0]) % 3 == label for name, label in labels.items())  # row i has level (i % 3) * 5
+
+
+def test_image_csv_split_column_fixes_the_splits(tmp_path):
+    splits = ["train"] * 12 + ["val"] * 3 + ["test"] * 3
+    write_image_csv(tmp_path, [str(i % 3) for i in range(18)], splits)
+    data = image_csv(tmp_path, split_column="split")
+    data.setup("cpu")
+    assert (data.size("train"), data.size("val"), data.size("test")) == (12, 3, 3)
+    assert sorted(path.name for path, _ in data.splits["val"].samples) == [
+        "12_left.jpeg",
+        "13_left.jpeg",
+        "14_left.jpeg",
+    ]
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"label_column": "grade"}, "dataset.label_column=grade: .* has no such column; it has image, level"),
+        ({"csv": "/no/such.csv"}, "dataset.csv=/no/such.csv: no such file"),
+        ({"num_classes": 4}, "dataset.num_classes=4: the image_csv data has 3 classes"),
+    ],
+)
+def test_image_csv_mistakes_name_the_key(tmp_path, change, message):
+    write_image_csv(tmp_path, [str(i % 3) for i in range(12)])
+    with pytest.raises(ConfigError, match=message):
+        image_csv(tmp_path, **change).setup("cpu")
+
+
+def test_image_csv_names_a_missing_image(tmp_path):
+    write_image_csv(tmp_path, [str(i % 3) for i in range(12)])
+    (tmp_path / "images" / "4_left.jpeg").unlink()
+    with pytest.raises(ConfigError, match="1 of the CSV's 12 images are not in it, e.g. 4_left"):
+        image_csv(tmp_path).setup("cpu")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pytest
 import torch
 from conftest import ROOT, run_cli
 from test_data import folder, write_image_folder
@@ -98,6 +99,7 @@ def epochs_of(batches: list[list[int]], per_epoch: int) -> list[set[int]]:
     return [set(flat[start : start + per_epoch]) for start in range(0, len(flat), per_epoch)]
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_train_on_disjoint_data_to_identical_weights(tmp_path, monkeypatch):
     store = tmp_path / "mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
@@ -123,6 +125,7 @@ def test_two_cpu_processes_train_on_disjoint_data_to_identical_weights(tmp_path,
     assert runs[0].data.params["hardware.distributed"] == "True" and "test/acc" in runs[0].data.metrics
 
 
+@pytest.mark.slow
 def test_a_signal_to_one_rank_stops_both_and_the_resumed_run_ends_the_same(tmp_path):
     short = ("hardware=ddp", "model=simple_cnn", "stages.train.epochs=2", "trainer.progress=false", "tracking=none")
     whole = torchrun(*short, "hydra.run.dir=whole", cwd=tmp_path, probe=tmp_path)

@@ -11,6 +11,7 @@ from conftest import CONF, run_cli, run_config, write_mnist_folder
 from PIL import Image
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+COMPILED = {"image_folder_resnet18_optimized"}  # torch.compile on the CPU: ~2 minutes, in make test-slow
 
 
 def write_image_csv(root, classes=5, per_class=14, size=24):
@@ -23,7 +24,9 @@ def write_image_csv(root, classes=5, per_class=14, size=24):
         for level in range(classes):
             for j in range(per_class):
                 name = f"{level}_{j}_left"
-                Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / "images" / f"{name}.jpeg")
+                Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(
+                    root / "images" / f"{name}.jpeg"
+                )
                 writer.writerow([name, level])
 
 
@@ -51,7 +54,9 @@ def data_for(experiment: str, tmp_path) -> list[str]:
     raise AssertionError(f"no test data for experiment={experiment}")
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize(
+    "experiment", [pytest.param(e, marks=pytest.mark.slow) if e in COMPILED else e for e in EXPERIMENTS]
+)
 def test_every_experiment_runs_under_debug_fast(experiment, tmp_path):
     header = (CONF / "experiment" / f"{experiment}.yaml").read_text().splitlines()
     assert header[0] == "# @package _global_"

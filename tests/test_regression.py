@@ -186,6 +186,7 @@ def test_a_classification_monitor_is_refused_for_regression(tmp_path):
         run_config(tmp_path, *SHORT, f"dataset.root={tmp_path / 'data'}", "trainer.monitor=val/acc")
 
 
+@pytest.mark.slow
 def test_the_default_signal_run_reaches_r2_090_and_corr_095(tmp_path):
     metrics = run_config(
         tmp_path, "model=lstm_signal", "dataset=signal", f"dataset.root={tmp_path}", "trainer.progress=false"
@@ -193,6 +194,7 @@ def test_the_default_signal_run_reaches_r2_090_and_corr_095(tmp_path):
     assert metrics["test/r2"] >= 0.9 and metrics["test/corr"] >= 0.95
 
 
+@pytest.mark.slow
 def test_an_optuna_sweep_minimizes_val_mse_best(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     result = run_cli(

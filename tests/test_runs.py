@@ -10,6 +10,8 @@ import pytest
 import torch
 from conftest import run_cli, run_config
 
+pytestmark = pytest.mark.slow  # full-length runs: make test-slow
+
 
 def test_the_default_run_is_resnet_quantum_and_reaches_95_percent(tmp_path):
     # `python -m qtrain`: resnet18 -> 6-qubit circuit on digits, 12 epochs (~2 min on 2 cores)

@@ -118,6 +118,7 @@ def test_a_single_output_model_has_no_heads_to_mask():
         plan_stages(cfg.stages, build(cfg.model))
 
 
+@pytest.mark.slow
 def test_the_staged_preset_reaches_97_percent_on_digits(tmp_path):
     metrics = run_config(
         tmp_path, "model=hybrid_ensemble", "stages=classical_quantum_ensemble", "hardware=cpu", "trainer.progress=false"

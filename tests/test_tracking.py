@@ -137,6 +137,7 @@ def test_objective_direction_follows_the_metric(metric, expected):
     assert direction(metric) == expected
 
 
+@pytest.mark.slow
 def test_optuna_sweep_nests_trials_and_records_a_failed_one(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     storage = f"sqlite:///{tmp_path}/optuna.db"

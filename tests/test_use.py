@@ -24,6 +24,11 @@ from qtrain.predict import trained_model
 SHORT = ["hardware=cpu", "trainer.progress=false", "stages.train.epochs=2", "trainer.limit_train_batches=4"]
 
 
+def predict_cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "qtrain.predict", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One short cnn_quantum run on digits, exported."""
@@ -102,10 +107,8 @@ def test_predict_labels_a_folder_and_skips_what_is_not_an_image(trained, tmp_pat
     for i in range(5):
         Image.fromarray((digits.images[i] * 16).astype("uint8")).save(images / f"digit{i}.png")
     (images / "notes.txt").write_text("not an image")
-    command = [sys.executable, "-m", "qtrain.predict", f"ckpt_path={trained / 'checkpoints' / 'best.pt'}"]
-    result = subprocess.run(
-        [*command, f"input={images}", "hydra.run.dir=out"], cwd=tmp_path, capture_output=True, text=True, check=False
-    )
+    best = trained / "checkpoints" / "best.pt"
+    result = predict_cli(f"ckpt_path={best}", f"input={images}", "hydra.run.dir=out", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"skipped {images / 'notes.txt'}" in result.stdout
     with open(tmp_path / "out" / "predictions.csv") as f:
@@ -119,8 +122,9 @@ def test_predict_labels_a_folder_and_skips_what_is_not_an_image(trained, tmp_pat
 
 def test_predict_without_any_image_is_refused(trained, tmp_path):
     (tmp_path / "notes.txt").write_text("text")
-    command = [sys.executable, "-m", "qtrain.predict", f"ckpt_path={trained / 'checkpoints' / 'best.pt'}"]
-    result = subprocess.run([*command, f"input={tmp_path / 'notes.txt'}"], cwd=tmp_path, capture_output=True, text=True)
+    result = predict_cli(
+        f"ckpt_path={trained / 'checkpoints' / 'best.pt'}", f"input={tmp_path / 'notes.txt'}", cwd=tmp_path
+    )
     assert result.returncode == 1
     assert f"input={tmp_path / 'notes.txt'}: holds no readable image" in result.stdout
 
