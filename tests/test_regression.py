@@ -159,7 +159,9 @@ def test_signal_chooses_the_regression_task_and_its_monitor():
     ("overrides", "message"),
     [
         (["model=lstm_signal"], r"model.num_conditions=\$\{len:\$\{dataset.frequencies\}\}: interpolation key"),
-        (["dataset=signal"], r"model.num_classes=\$\{dataset.num_classes\}: interpolation key 'dataset.num_classes'"),
+        # the default model's encoder (resnet18) is the first to read an image key signal lacks
+        (["dataset=signal"], r"encoder.in_channels=\$\{dataset.in_channels\}: interpolation key 'dataset.in_channels'"),
+        (["dataset=signal", "model=simple_cnn"], r"model.num_classes=\$\{dataset.num_classes\}: interpolation key"),
     ],
 )
 def test_a_model_and_dataset_that_do_not_fit_are_refused(overrides, message):
