@@ -134,7 +134,9 @@ class MlflowTracker(Tracker):
         if self.run_name:
             return self.run_name
         choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
-        return f"{choices.get('model', 'model')}-{cfg.dataset.name}-{uuid.uuid4().hex[:6]}"
+        # An evaluation from a checkpoint has no model choice: its config comes from the file.
+        model = choices.get("model") or cfg.model._target_.rsplit(".", 1)[-1]
+        return f"{model}-{cfg.dataset.name}-{uuid.uuid4().hex[:6]}"
 
     def _tags(self, cfg: DictConfig, run_dir: Path) -> dict[str, str]:
         tags = {"qtrain.run_dir": str(run_dir.resolve())}
