@@ -197,3 +197,15 @@ def test_aer_runs_the_circuit_as_a_fake_ibm_device_would():
     difference = (noisy - exact(x)).abs()
     assert 0 < difference.max() < 0.1  # the device's errors damp, not scramble, the values
     assert noisy.abs().sum() < exact(x).abs().sum()
+
+
+@pytest.mark.parametrize("feature_map", ["zz", "angle_ry"])
+def test_the_layer_exports_and_keeps_working_after_the_trace(feature_map):
+    layer = QuantumLayer(n_qubits=3, feature_map=feature_map, reps=1, observables="zz").eval()
+    x = torch.rand(4, 3)
+    before = layer(x)
+    program = torch.export.export(layer, (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},)).module()
+    wider = torch.rand(7, 3)
+    torch.testing.assert_close(program(wider), layer(wider))  # the batch size is free
+    after = layer(x)  # nothing the trace made (fake tensors) was kept by the layer
+    assert type(after) is torch.Tensor and torch.equal(after, before)

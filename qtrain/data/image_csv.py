@@ -37,12 +37,8 @@ class ImageCsvData(ImageFilesData):
         **keys,
     ):
         super().__init__(**keys)
-        self.csv, self.image_column, self.label_column, self.split_column = (
-            csv,
-            image_column,
-            label_column,
-            split_column,
-        )
+        self.csv = csv
+        self.image_column, self.label_column, self.split_column = image_column, label_column, split_column
 
     def _rows(self) -> list[dict[str, str]]:
         path = Path(self.csv or "").expanduser()

@@ -184,20 +184,14 @@ class TorchStatevector(nn.Module):
 
     def _constants(self, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
         """The compiled constants as tensors for this real dtype and device, made once."""
-        key = (dtype, device)
-        if key not in self._cast or _tracing():
-            complex_dtype = torch.complex64 if dtype == torch.float32 else torch.complex128
+        complex_dtype = torch.complex64 if dtype == torch.float32 else torch.complex128
 
-            def cast(array: np.ndarray) -> torch.Tensor:
-                if array.dtype.kind == "i":
-                    return torch.as_tensor(array, dtype=torch.long, device=device)
-                return torch.as_tensor(array, dtype=complex_dtype if array.dtype.kind == "c" else dtype, device=device)
+        def cast(array: np.ndarray) -> torch.Tensor:
+            if array.dtype.kind == "i":
+                return torch.as_tensor(array, dtype=torch.long, device=device)
+            return torch.as_tensor(array, dtype=complex_dtype if array.dtype.kind == "c" else dtype, device=device)
 
-            constants = {name: cast(array) for name, array in self.constants.items()}
-            if _tracing():
-                return constants
-            self._cast[key] = constants
-        return self._cast[key]
+        return _cached(self._cast, (dtype, device), lambda: {name: cast(a) for name, a in self.constants.items()})
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
@@ -256,10 +250,14 @@ def _in_runs(circuit: QuantumCircuit) -> list:
     return order
 
 
-def _tracing() -> bool:
-    """torch.export and torch.compile run forward on fake tensors: constants made then are
-    the trace's own and must not be cached for later calls."""
-    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
+def _cached(cache: dict, key, make):
+    """`make()` once per key. torch.export and torch.compile run forward on fake tensors:
+    what is made while they trace belongs to the trace, so it is made anew and not kept."""
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return make()
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
 
 
 def _apply_1q(state: torch.Tensor, matrix: torch.Tensor, qubit: int, n_qubits: int, batched: bool) -> torch.Tensor:
@@ -296,15 +294,14 @@ class PauliExpectations:
         self._cast: dict = {}
 
     def __call__(self, state: torch.Tensor) -> torch.Tensor:
-        key = (state.dtype, state.device)
-        cast = self._cast.get(key)
-        if cast is None or _tracing():
-            cast = [
+        cast = _cached(
+            self._cast,
+            (state.dtype, state.device),
+            lambda: [
                 (torch.as_tensor(v, dtype=state.dtype, device=state.device), torch.as_tensor(r, device=state.device))
                 for v, r in zip(self.values, self.rows)
-            ]
-            if not _tracing():
-                self._cast[key] = cast
+            ],
+        )
         total = 0
         for mask, (values, rows) in zip(self.masks, cast):
             if mask == 0:
