@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import run_cli, write_mnist_folder
 from hydra.utils import execution_whitelist, instantiate
 from omegaconf import OmegaConf
 from PIL import Image
@@ -105,7 +105,7 @@ def test_predict_labels_a_folder_and_skips_what_is_not_an_image(trained, tmp_pat
     images = tmp_path / "images"
     images.mkdir()
     for i in range(5):
-        Image.fromarray((digits.images[i] * 16).astype("uint8")).save(images / f"digit{i}.png")
+        Image.fromarray((digits.images[i] * 255 / 16).astype("uint8")).save(images / f"digit{i}.png")
     (images / "notes.txt").write_text("not an image")
     best = trained / "checkpoints" / "best.pt"
     result = predict_cli(f"ckpt_path={best}", f"input={images}", "hydra.run.dir=out", cwd=tmp_path)
@@ -118,6 +118,33 @@ def test_predict_labels_a_folder_and_skips_what_is_not_an_image(trained, tmp_pat
         probs = {name: float(row[name]) for name in map(str, range(10))}
         assert sum(probs.values()) == pytest.approx(1, abs=1e-5) and row["class"] == max(probs, key=probs.get)
     assert (tmp_path / "out" / "predictions.png").stat().st_size > 0
+
+
+def test_predict_reads_images_as_training_did(tmp_path):
+    """MNIST test images written as PNG files get the labels the model gives the same
+    images through the dataset: predict resizes and normalizes as training did."""
+    arrays = write_mnist_folder(tmp_path / "idx", n_train=200, n_test=40)
+    data = [f"dataset.root={tmp_path / 'idx'}", "dataset.download=false", "dataset.augment.enabled=false"]
+    result = run_cli("experiment=mnist_simple_cnn", *data, "hardware=cpu", "hydra.run.dir=run", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    images, labels = arrays["t10k"]
+    (tmp_path / "png").mkdir()
+    for i, image in enumerate(images):
+        Image.fromarray(image.astype("uint8")).save(tmp_path / "png" / f"{i:03d}.png")
+    best = tmp_path / "run" / "checkpoints" / "best.pt"
+    assert (
+        predict_cli(f"ckpt_path={best}", f"input={tmp_path / 'png'}", "hydra.run.dir=out", cwd=tmp_path).returncode == 0
+    )
+    with open(tmp_path / "out" / "predictions.csv") as f:
+        predicted = [int(row["class"]) for row in csv.DictReader(f)]
+    checkpoint = load_checkpoint(best)
+    with execution_whitelist(qtrain.TRUSTED_TARGETS):
+        dataset = instantiate(OmegaConf.create(checkpoint["config"]).dataset)
+    dataset.setup("cpu")
+    with torch.no_grad():
+        expected = trained_model(checkpoint, torch.device("cpu"))(dataset.splits["test"][0]).argmax(1).tolist()
+    assert predicted == expected
+    assert sum(p == y for p, y in zip(predicted, labels)) >= 0.9 * len(labels)  # and the model learned them
 
 
 def test_predict_without_any_image_is_refused(trained, tmp_path):
