@@ -85,6 +85,7 @@ def write_predictions(path: Path, files: list[Path], probs: torch.Tensor, class_
 
 
 def predict(cfg: DictConfig, out_dir: Path) -> Path:
+    device = resolve_device(cfg.device, key="device")
     checkpoint = load_checkpoint(cfg.ckpt_path)
     described = checkpoint["data"]
     inputs = described["input"]
@@ -96,7 +97,6 @@ def predict(cfg: DictConfig, out_dir: Path) -> Path:
     )
     if not images:
         raise ConfigError("input", cfg.input, "holds no readable image (PNG, JPEG, ... as PIL reads them)")
-    device = resolve_device(cfg.device)
     probs = probabilities(trained_model(checkpoint, device), images, cfg.batch_size, device)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_predictions(out_dir / "predictions.csv", files, probs, described["class_names"])

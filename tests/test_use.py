@@ -171,3 +171,10 @@ def test_compose_gives_the_cli_config():
     cfg = qtrain.compose(["experiment=fashion_mnist_hybrid_ensemble", "encoder=resnet18"])
     assert cfg.model._target_ == "qtrain.models.ensemble.HybridEnsemble" and cfg.dataset.name == "fashion_mnist"
     assert cfg.model.encoder._target_ == "qtrain.models.timm_models.resnet"
+
+
+def test_predict_on_a_missing_gpu_names_its_own_key(trained, tmp_path):
+    best = trained / "checkpoints" / "best.pt"
+    result = predict_cli(f"ckpt_path={best}", f"input={tmp_path}", "device=cuda", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "device=cuda: torch sees no CUDA GPU here; use device=cpu or device=auto" in result.stdout

@@ -23,21 +23,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """The device `hardware.device` names; `auto` and `cuda` mean this process's GPU
-    (`local_rank`: one GPU per process under torchrun)."""
+def resolve_device(name: str, local_rank: int = 0, key: str = "hardware.device") -> torch.device:
+    """The device `hardware.device` (or the config `key`) names; `auto` and `cuda` mean
+    this process's GPU (`local_rank`: one GPU per process under torchrun)."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError("hardware.device", name, "use auto, cpu, cuda or cuda:N") from None
+        raise ConfigError(key, name, "use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("hardware.device", name, "torch sees no CUDA GPU here; use hardware=cpu or hardware=auto")
+        fallback = "hardware=cpu or hardware=auto" if key == "hardware.device" else f"{key}=cpu or {key}=auto"
+        raise ConfigError(key, name, f"torch sees no CUDA GPU here; use {fallback}")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ConfigError("hardware.device", name, f"only {torch.cuda.device_count()} GPU(s) visible")
+        raise ConfigError(key, name, f"only {torch.cuda.device_count()} GPU(s) visible")
     if device.type not in ("cpu", "cuda"):
-        raise ConfigError("hardware.device", name, "use auto, cpu, cuda or cuda:N")
+        raise ConfigError(key, name, "use auto, cpu, cuda or cuda:N")
     return torch.device("cuda", local_rank) if device.type == "cuda" and device.index is None else device
 
 
