@@ -8,6 +8,7 @@ Hydra's compose API, and the same run directory.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,19 +63,17 @@ def _write_hydra_record(folder: Path, cfg: DictConfig, hydra_cfg: DictConfig, ov
     OmegaConf.save(OmegaConf.create(overrides), folder / "overrides.yaml")
 
 
-class _log_file:
+@contextlib.contextmanager
+def _log_file(path: Path):
     """The run's log file, as Hydra's job logging writes it for a CLI run."""
-
-    def __init__(self, path: Path):
-        self.handler = logging.FileHandler(path)
-        self.handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
-
-    def __enter__(self):
-        logger = logging.getLogger("qtrain")
-        logger.addHandler(self.handler)
-        if logger.getEffectiveLevel() > logging.INFO:
-            logger.setLevel(logging.INFO)
-
-    def __exit__(self, *exc):
-        logging.getLogger("qtrain").removeHandler(self.handler)
-        self.handler.close()
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    logger = logging.getLogger("qtrain")
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()

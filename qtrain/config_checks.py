@@ -80,7 +80,8 @@ def check_config(cfg: DictConfig) -> None:
 
 
 # Keys that may change between a run and its resumption: how and where it runs, not what it learns.
-PER_INVOCATION = ("ckpt_path", "train", "test", "objective", "hardware.", "trainer.progress")
+# (An evaluation takes more from its invocation: qtrain.checkpoint_config.)
+PER_INVOCATION = ("ckpt_path", "train", "test", "export", "objective", "hardware.", "trainer.progress")
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, object]:

@@ -133,3 +133,4 @@ def test_resume_with_other_settings_names_the_ones_to_use(tmp_path):
     assert str(error.value).startswith(f"ckpt_path={last}: the checkpoint's run used other settings")
     assert "optimizer.lr=0.003 stages.train.lr=0.003" in str(error.value)
     run_config(tmp_path / "again", *FAST, "optimizer.lr=0.003", f"ckpt_path={last}")  # the same settings resume
+    run_config(tmp_path / "exported", *FAST, "optimizer.lr=0.003", f"ckpt_path={last}", "export=true")  # and export

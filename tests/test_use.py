@@ -54,6 +54,9 @@ def test_a_group_on_the_command_line_replaces_the_stored_one(trained):
     cfg = qtrain.compose(["train=false", f"ckpt_path={trained / 'checkpoints' / 'best.pt'}", "model=simple_cnn"])
     assert cfg.model._target_ == "qtrain.models.simple_cnn.SimpleCNN" and "quantum" not in cfg.model
     assert cfg.dataset.name == "digits" and cfg.seed == 42
+    # the rest is the checkpoint's resolved config, not the defaults' interpolations
+    assert not OmegaConf.is_interpolation(cfg.dataset, "split_seed")
+    assert OmegaConf.is_interpolation(qtrain.compose(["model=simple_cnn"]).dataset, "split_seed")
 
 
 def test_model_info_describes_classes_input_and_metrics(trained):

@@ -65,8 +65,11 @@ class ImageData:
             "std": self.std,
         }
 
-    def check_num_classes(self, found: int) -> None:
+    def set_classes(self, class_names: list[str]) -> None:
+        """The classes `setup` found in the data; `num_classes` must count them."""
+        found = len(class_names)
         if self.num_classes != found:
             raise ConfigError(
                 "dataset.num_classes", self.num_classes, f"the {self.name} data has {found} classes; set {found}"
             )
+        self.class_names = list(class_names)

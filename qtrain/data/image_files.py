@@ -98,8 +98,7 @@ class ImageFilesData(ImageData):
 
     def setup(self, device: torch.device | str = "cpu") -> None:
         found = self.read_samples()
-        self.check_num_classes(len(found.class_names))
-        self.class_names = found.class_names
+        self.set_classes(found.class_names)
         samples = dict(found.samples)
         for split, fraction in (("test", self.test_fraction), ("val", self.val_fraction)):
             if split not in samples:

@@ -43,8 +43,7 @@ class InMemoryImageData(TensorSplits, ImageData):
 
     def setup(self, device: torch.device | str = "cpu") -> None:
         raw = self.load()
-        self.check_num_classes(len(raw.class_names))
-        self.class_names = raw.class_names
+        self.set_classes(raw.class_names)
         train_x, train_y, test_x, test_y = raw.train_x, raw.train_y, raw.test_x, raw.test_y
         if test_x is None:
             train_x, test_x, train_y, test_y = self._split(train_x, train_y, self.test_fraction)
