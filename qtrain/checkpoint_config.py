@@ -22,7 +22,8 @@ from qtrain import CONFIG_DIR
 
 # The groups that make up what a model learned, each at the top-level key of its name.
 EXPERIMENT_GROUPS = ("task", "dataset", "encoder", "model", "optimizer", "scheduler", "stages")
-# Keys of a run's config that belong to the invocation, not to the experiment.
+# Keys of a run's config that belong to the invocation, not to the experiment (a resume may
+# change fewer: qtrain.config_checks.PER_INVOCATION).
 PER_INVOCATION = ("hardware", "tracking", "trainer", "train", "test", "ckpt_path", "export", "debug", "hydra")
 NAME = "checkpoint"
 
