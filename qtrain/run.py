@@ -26,8 +26,8 @@ from qtrain.engine.hardware import (
 from qtrain.export import export_model
 from qtrain.model_info import write_model_info
 from qtrain.tasks import Task
-from qtrain.tracking.console import print_config_tree, print_summary
-from qtrain.tracking.tracker import Tracker
+from qtrain.tracking.console import announce, print_summary
+from qtrain.tracking.tracker import Tracker, Trackers
 
 log = logging.getLogger("qtrain")
 
@@ -44,10 +44,10 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         run_dir = processes.broadcast(run_dir)  # under torchrun, every rank uses rank 0's directory
         if processes.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            print_config_tree(cfg)
+            announce(cfg)
         else:
             log.setLevel(logging.WARNING)  # rank 0 reports progress; the others only what goes wrong
-        tracker = instantiate(cfg.tracking) if processes.is_main else Tracker()
+        tracker = Trackers([instantiate(t) for t in cfg.tracking.values()]) if processes.is_main else Tracker()
         with tracker.track(cfg, run_dir):
             metrics = _train_and_test(cfg, run_dir, tracker, processes)
             tracker.log_results(metrics, run_dir)
@@ -117,6 +117,7 @@ def _train_and_test(cfg: DictConfig, run_dir: Path, tracker: Tracker, processes:
         log.info(
             "exported the model to %s", export_model(trainer.final_model(), example, run_dir / "export" / "model.pt2")
         )
+    tracker.log_model(trainer.final_model(), data)
     print_summary(metrics, trainer.state.stages)
     log.info("run directory: %s", run_dir)
     return metrics

@@ -80,7 +80,8 @@ def test_every_option_composes_and_instantiates(group, option):
             else:
                 assert resolve_device(cfg.hardware.device).type in ("cpu", "cuda")
         elif group == "tracking":
-            assert isinstance(instantiate(cfg.tracking), Tracker)
+            trackers = [instantiate(t) for t in cfg.tracking.values()]
+            assert len(trackers) == (option != "none") and all(isinstance(t, Tracker) for t in trackers)
         elif group == "task":
             task = instantiate(cfg.task)
             assert isinstance(task, Task) and cfg.trainer.monitor in task.monitors()

@@ -38,8 +38,8 @@ def test_a_run_logs_config_metrics_and_files(tmp_path):
         "stages.train.epochs=2",
         "trainer.limit_epochs=2",
         "optimizer.lr=0.002",
-        f"tracking.uri={uri}",
-        "tracking.log_checkpoint=true",
+        f"tracking.mlflow.uri={uri}",
+        "tracking.mlflow.log_checkpoint=true",
         f"hydra.run.dir={run_dir}",
         cwd=tmp_path,
     )
@@ -88,9 +88,9 @@ def test_unreachable_server_is_one_warning_and_the_run_goes_on(tmp_path, caplog)
         "model=simple_cnn",
         "debug=fast",
         "tracking=mlflow",
-        "tracking.uri=http://127.0.0.1:9",  # nothing listens on the discard port
-        "tracking.http_timeout_s=2",
-        "tracking.http_retries=0",
+        "tracking.mlflow.uri=http://127.0.0.1:9",  # nothing listens on the discard port
+        "tracking.mlflow.http_timeout_s=2",
+        "tracking.mlflow.http_retries=0",
     )
     warnings = [r for r in caplog.records if "MLflow tracking at http://127.0.0.1:9 failed" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
@@ -100,7 +100,9 @@ def test_unreachable_server_is_one_warning_and_the_run_goes_on(tmp_path, caplog)
 def test_a_diverged_run_is_marked_failed(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     with pytest.raises(TrainingDiverged, match="train/loss=nan in stage train, epoch 1: training diverged"):
-        run_config(tmp_path / "run", "model=simple_cnn", "debug=fast", "optimizer.lr=1e30", f"tracking.uri={uri}")
+        run_config(
+            tmp_path / "run", "model=simple_cnn", "debug=fast", "optimizer.lr=1e30", f"tracking.mlflow.uri={uri}"
+        )
     (run,) = runs_of(uri)
     assert run.info.status == "FAILED"
 
@@ -152,7 +154,7 @@ def test_optuna_sweep_nests_trials_and_records_a_failed_one(tmp_path):
         f"hydra.sweeper.storage={storage}",
         "hydra.sweeper.study_name=test",
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
-        f"tracking.uri={uri}",
+        f"tracking.mlflow.uri={uri}",
         cwd=tmp_path,
         timeout=300,
     )
@@ -210,4 +212,4 @@ def test_jobs_find_the_sweeps_parent_while_other_jobs_run(tmp_path):
     parent = client.create_run(experiment, tags={SWEEP_TAG: "/sweep", **PARENT_ROLE}).info.run_id
     client.create_run(experiment, tags={SWEEP_TAG: "/sweep", "mlflow.parentRunId": parent})
     client.create_run(experiment, tags={SWEEP_TAG: "/other", **PARENT_ROLE})
-    assert sweep_parent(client, experiment, "/sweep") == parent
+    assert sweep_parent(client, experiment, "/sweep").info.run_id == parent

@@ -1,10 +1,16 @@
-"""What a run shows on the terminal: the config tree, a bar per epoch, a summary table."""
+"""What a run shows on the terminal: the config tree (once per multirun, from the
+launcher; a line per job), a bar per epoch, a summary table."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
+from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -12,6 +18,9 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.tree import Tree
 
+from qtrain.tracking.redact import redact
+
+log = logging.getLogger("qtrain")
 console = Console(stderr=True)
 
 GROUP_ORDER = ("dataset", "model", "optimizer", "scheduler", "stages", "trainer", "hardware")
@@ -25,10 +34,28 @@ def print_config_tree(cfg: DictConfig) -> None:
         value = cfg[key]
         if isinstance(value, DictConfig):
             branch = tree.add(f"[bold cyan]{key}[/bold cyan]")
-            branch.add(Syntax(OmegaConf.to_yaml(value, resolve=True).rstrip(), "yaml", theme="ansi_dark"))
+            text = redact(OmegaConf.to_yaml(value, resolve=True).rstrip())
+            branch.add(Syntax(text, "yaml", theme="ansi_dark"))
         else:
-            tree.add(f"[bold cyan]{key}[/bold cyan]: {value}")
+            tree.add(f"[bold cyan]{key}[/bold cyan]: {redact(str(value))}")
     console.print(tree)
+
+
+def announce(cfg: DictConfig) -> None:
+    """A run prints its config tree; a multirun's job, one line (the launcher printed the tree)."""
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        hydra_cfg = HydraConfig.get()
+        log.info("job %s: %s", hydra_cfg.job.num, redact(" ".join(hydra_cfg.overrides.task)) or "(no overrides)")
+    else:
+        print_config_tree(cfg)
+
+
+class ConfigTreeCallback(Callback):
+    """Prints the multirun's config once, in the launcher, before its jobs start."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        job_config = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
+        print_config_tree(job_config)
 
 
 @contextlib.contextmanager

@@ -1,37 +1,50 @@
-"""One MLflow run per training run: the config as params, per-epoch metrics, the run
-directory's files as artifacts; nested under its sweep's parent run in a multirun.
+"""One MLflow run per training run: the config and group choices as params, per-epoch
+metrics, system metrics, the run directory's files as artifacts and its plots as
+images; nested under its sweep's parent run in a multirun.
 
-Tracking is never why a run fails: the first MLflow error is one warning, and the run
-goes on untracked (its run directory is the record).
+Tracking is never why a run fails: the first MLflow error is one warning and the run
+goes on; at its end the tracker tries once more to send what is missing and close the
+run, and otherwise says how to upload it later (`python -m qtrain.tracking.sync`).
 """
 
 from __future__ import annotations
 
 import logging
-import numbers
 import os
 import uuid
 from pathlib import Path
 
+import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, Run
 from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH, MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
+from mlflow.utils.validation import (
+    MAX_ENTITY_KEY_LENGTH,
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAM_VAL_LENGTH,
+    MAX_PARAMS_TAGS_PER_BATCH,
+)
 from omegaconf import DictConfig, OmegaConf
+from PIL import Image
 
 from qtrain.config_checks import flatten
-from qtrain.tracking.tracker import Tracker
+from qtrain.tracking import sweep_job
+from qtrain.tracking.redact import redact
+from qtrain.tracking.tracker import Tracker, numbers_of
 
 log = logging.getLogger("qtrain")
 
-# Opens the MLflow UI on the runs table rather than the GenAI overview.
+# Older MLflow UIs read this tag to open an experiment on its runs table; 3.17 reads the
+# `workflowType` of the link instead (LANDING), which the links qtrain prints carry.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+LANDING = "?workflowType=machine_learning"
 SWEEP_TAG = "qtrain.sweep"  # the sweep directory, shared by a sweep's parent and its jobs
+SWEPT_TAG = "qtrain.swept"  # on the parent: the keys the sweep varies, which name its jobs
 PARENT_ROLE = {"qtrain.role": "sweep"}  # on the parent only: jobs of a parallel launcher run beside it
-RUN_DIR_FILES = ("metrics.json", "history.csv", "report.txt", "plots", ".hydra")
+RUN_DIR_FILES = ("metrics.json", "history.csv", "report.txt", "model_info.json", "plots", ".hydra")
 
 
 def connect(uri: str, experiment: str, http_timeout_s: int, http_retries: int) -> tuple[MlflowClient, str]:
@@ -46,8 +59,8 @@ def connect(uri: str, experiment: str, http_timeout_s: int, http_retries: int) -
     return client, client.create_experiment(experiment, tags=EXPERIMENT_KIND)
 
 
-def sweep_parent(client: MlflowClient, experiment_id: str, sweep: str) -> str | None:
-    """The id of the running parent run of `sweep`, if its launcher opened one."""
+def sweep_parent(client: MlflowClient, experiment_id: str, sweep: str) -> Run | None:
+    """The running parent run of `sweep`, if its launcher opened one."""
     ((role, value),) = PARENT_ROLE.items()
     runs = client.search_runs(
         [experiment_id],
@@ -55,7 +68,7 @@ def sweep_parent(client: MlflowClient, experiment_id: str, sweep: str) -> str | 
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
-    return runs[0].info.run_id if runs else None
+    return runs[0] if runs else None
 
 
 def sweep_id(hydra_cfg: DictConfig) -> str:
@@ -64,14 +77,16 @@ def sweep_id(hydra_cfg: DictConfig) -> str:
 
 def ui_hint(uri: str, experiment_id: str, run_id: str) -> str:
     if uri.startswith(("http://", "https://")):
-        return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-    return f"make mlflow-ui (mlflow ui --backend-store-uri {uri}), then open run {run_id}"
+        return redact(f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}{LANDING}")
+    return f"make mlflow-ui (mlflow ui --backend-store-uri {redact(uri)}), then open run {run_id}"
 
 
-def config_params(cfg: DictConfig) -> dict[str, str]:
-    """The resolved config as dotted keys, cut to MLflow's key and value limits."""
+def config_params(cfg: DictConfig, choices: dict | None = None) -> dict[str, str]:
+    """The resolved config as dotted keys and the config groups' choices (model=simple_cnn),
+    passwords redacted, cut to MLflow's key and value limits."""
     flat = flatten(OmegaConf.to_container(cfg, resolve=True))
-    return {key[:MAX_ENTITY_KEY_LENGTH]: str(value)[:MAX_PARAM_VAL_LENGTH] for key, value in flat.items()}
+    flat |= {group: value for group, value in (choices or {}).items() if value is not None and "/" not in group}
+    return {key[:MAX_ENTITY_KEY_LENGTH]: redact(str(value))[:MAX_PARAM_VAL_LENGTH] for key, value in flat.items()}
 
 
 class MlflowTracker(Tracker):
@@ -81,106 +96,176 @@ class MlflowTracker(Tracker):
         experiment: str,
         run_name: str | None = None,
         log_checkpoint: bool = False,
+        log_model: bool = False,
+        system_metrics: bool = True,
         http_timeout_s: int = 10,
         http_retries: int = 1,
     ):
         self.uri, self.experiment, self.run_name = uri, experiment, run_name
-        self.log_checkpoint = log_checkpoint
+        self.log_checkpoint, self.model_wanted, self.system_metrics = log_checkpoint, log_model, system_metrics
         self.http = (http_timeout_s, http_retries)
-        self.enabled = True  # until the first MLflow error
+        self.enabled = True  # until an MLflow error; the end of the run tries once more
+        self.failed = False
         self.client: MlflowClient | None = None
         self.run_id: str | None = None
+        self.run_dir: Path | None = None
+        self.monitor = None
+        self.unsent: list[dict] = []  # history rows not yet logged
+        self.results: dict[str, float] | None = None
 
     def _guard(self, action: str, call, *args, **kwargs):
-        """Run an MLflow call; on the first failure, warn once and stop tracking."""
+        """Run an MLflow call; on the first failure, warn once and stop sending until the end."""
         if not self.enabled:
             return None
         try:
             return call(*args, **kwargs)
         except Exception as error:  # noqa: BLE001 -- any store, network or server error
-            log.warning(
-                "MLflow tracking at %s failed while %s (%s: %s); the run goes on untracked",
-                self.uri,
-                action,
-                type(error).__name__,
-                str(error).splitlines()[0] if str(error) else "",
-            )
-            self.enabled = False
+            if not self.failed:
+                log.warning(
+                    "MLflow tracking at %s failed while %s (%s: %s); the run goes on, tracking tries again at its end",
+                    redact(self.uri),
+                    action,
+                    type(error).__name__,
+                    redact(str(error).splitlines()[0]) if str(error) else "",
+                )
+            self.enabled, self.failed = False, True
             return None
 
     def begin(self, cfg: DictConfig, run_dir: Path) -> None:
+        self.run_dir = run_dir
         connected = self._guard("connecting", connect, self.uri, self.experiment, *self.http)
         if connected is None:
             return
         self.client, self.experiment_id = connected
-        tags = self._tags(cfg, run_dir)
-        run = self._guard(
-            "creating the run", self.client.create_run, self.experiment_id, tags=tags, run_name=self._name(cfg)
-        )
+        tags, name = self._tags_and_name(cfg, run_dir)
+        run = self._guard("creating the run", self.client.create_run, self.experiment_id, tags=tags, run_name=name)
         if run is None:
             return
         self.run_id = run.info.run_id
-        params = [Param(k, v) for k, v in config_params(cfg).items()]
+        choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+        params = [Param(k, v) for k, v in config_params(cfg, choices).items()]
         for start in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):
-            self._guard(
-                "logging params",
-                self.client.log_batch,
-                self.run_id,
-                params=params[start : start + MAX_PARAMS_TAGS_PER_BATCH],
-            )
+            batch = params[start : start + MAX_PARAMS_TAGS_PER_BATCH]
+            self._guard("logging params", self.client.log_batch, self.run_id, params=batch)
+        if self.system_metrics and self.enabled:
+            self.monitor = self._guard("starting system metrics", _start_system_metrics, self.run_id, self.uri)
         log.info("MLflow run %s: %s", run.info.run_name, ui_hint(self.uri, self.experiment_id, self.run_id))
 
-    def _name(self, cfg: DictConfig) -> str:
-        if self.run_name:
-            return self.run_name
-        choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
-        # An evaluation from a checkpoint has no model choice: its config comes from the file.
-        model = choices.get("model") or cfg.model._target_.rsplit(".", 1)[-1]
-        return f"{model}-{cfg.dataset.name}-{uuid.uuid4().hex[:6]}"
+    def attach(self, run_dir: Path) -> int:
+        """Continue the run that began `run_dir`, if the store has one; the last step it
+        has metrics of (-1: none, or no such run)."""
+        self.run_dir = run_dir
+        connected = self._guard("connecting", connect, self.uri, self.experiment, *self.http)
+        if connected is None:
+            return -1
+        self.client, self.experiment_id = connected
+        runs = self._guard(
+            "finding the run",
+            self.client.search_runs,
+            [self.experiment_id],
+            filter_string=f"tags.`qtrain.run_dir` = '{run_dir.resolve()}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if not runs:
+            return -1
+        self.run_id = runs[0].info.run_id
+        # Every history row has train/loss; system metrics count their own steps.
+        return max((m.step for m in self.client.get_metric_history(self.run_id, "train/loss")), default=-1)
 
-    def _tags(self, cfg: DictConfig, run_dir: Path) -> dict[str, str]:
+    def _tags_and_name(self, cfg: DictConfig, run_dir: Path) -> tuple[dict[str, str], str]:
         tags = {"qtrain.run_dir": str(run_dir.resolve())}
         backend = OmegaConf.select(cfg, "model.quantum.backend")
         if backend is not None:
             tags["quantum.backend"] = backend
+        # An evaluation from a checkpoint has no model choice: its config comes from the file.
+        choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+        model = choices.get("model") or cfg.model._target_.rsplit(".", 1)[-1]
+        name = f"{model}-{cfg.dataset.name}-{uuid.uuid4().hex[:6]}"
         if HydraConfig.initialized():
             hydra_cfg = HydraConfig.get()
-            tags["hydra.overrides"] = " ".join(hydra_cfg.overrides.task) or "(none)"
+            overrides = list(hydra_cfg.overrides.task)
+            tags["hydra.overrides"] = redact(" ".join(overrides)) or "(none)"
             if hydra_cfg.mode == RunMode.MULTIRUN:
                 tags[SWEEP_TAG] = sweep_id(hydra_cfg)
+                tags |= sweep_job.optuna_trial(hydra_cfg.sweeper, overrides)
                 parent = self._guard(
                     "finding the sweep's run", sweep_parent, self.client, self.experiment_id, tags[SWEEP_TAG]
                 )
+                swept = list(hydra_cfg.sweeper.get("params") or {})
                 if parent is not None:
-                    tags[MLFLOW_PARENT_RUN_ID] = parent
-        return resolve_tags(tags)  # adds user, source and git commit
+                    tags[MLFLOW_PARENT_RUN_ID] = parent.info.run_id
+                    swept = parent.data.tags.get(SWEPT_TAG, "").split() or swept
+                name = redact(sweep_job.job_name(overrides, swept)) or name
+        return resolve_tags(tags), self.run_name or name  # resolve_tags adds user, source and git commit
 
     def log_epoch(self, row: dict) -> None:
-        if self.run_id is None:
+        self.unsent.append(row)
+        self._send_rows()
+
+    def _send_rows(self) -> None:
+        if self.run_id is None or not self.enabled:
             return
-        step = row["step"]
-        metrics = [Metric(k, float(v), 0, step) for k, v in row.items() if _is_number(v) and k != "step"]
-        self._guard("logging metrics", self.client.log_batch, self.run_id, metrics=metrics)
+        metrics = [
+            Metric(k, v, 0, row["step"]) for row in self.unsent for k, v in numbers_of(row).items() if k != "step"
+        ]
+        for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+            batch = metrics[start : start + MAX_METRICS_PER_BATCH]
+            self._guard("logging metrics", self.client.log_batch, self.run_id, metrics=batch)
+        if self.enabled:
+            self.unsent.clear()
+
+    def log_model(self, model, data) -> None:
+        if self.model_wanted and self.run_id is not None:
+            from qtrain.tracking.mlflow_model import log_pytorch_model  # MLflow's model flavours load slowly
+
+            example = next(iter(data.eval_batches("test", limit=1)))[0]
+            self._guard("logging the model", log_pytorch_model, self.client, self.run_id, model, example)
 
     def log_results(self, metrics: dict[str, float], run_dir: Path) -> None:
-        if self.run_id is None:
+        self.results = numbers_of(metrics)
+        self._send_results()
+
+    def _send_results(self) -> None:
+        if self.run_id is None or self.results is None:
             return
-        final = [Metric(k, float(v), 0, 0) for k, v in metrics.items() if _is_number(v)]
+        final = [Metric(k, v, 0, 0) for k, v in self.results.items()]
         self._guard("logging final metrics", self.client.log_batch, self.run_id, metrics=final)
         for name in RUN_DIR_FILES:
-            path = run_dir / name
+            path = self.run_dir / name
             if path.is_dir():
                 self._guard(f"uploading {name}", self.client.log_artifacts, self.run_id, str(path), name)
             elif path.is_file():
                 self._guard(f"uploading {name}", self.client.log_artifact, self.run_id, str(path))
-        best = run_dir / "checkpoints" / "best.pt"
+        # As MLflow images too, so that the UI's image grid shows runs' plots side by side.
+        for plot in sorted((self.run_dir / "plots").glob("*.png")):
+            image = np.asarray(Image.open(plot).convert("RGB"))
+            self._guard(f"logging {plot.name}", self.client.log_image, self.run_id, image, key=plot.stem, step=0)
+        best = self.run_dir / "checkpoints" / "best.pt"
         if self.log_checkpoint and best.is_file():
             self._guard("uploading best.pt", self.client.log_artifact, self.run_id, str(best), "checkpoints")
 
     def end(self, status: str) -> None:
+        if self.monitor is not None:
+            self._guard("stopping system metrics", self.monitor.finish)
+        if self.run_id is not None and not self.enabled:
+            self.enabled = True  # the one retry: what the outage kept back, then the status
+            self._send_rows()
+            self._send_results()
         if self.run_id is not None:
             self._guard("closing the run", self.client.set_terminated, self.run_id, status)
+        if not self.enabled:
+            log.warning(
+                "MLflow run %s is not complete at %s; when the server is back: python -m qtrain.tracking.sync %s",
+                self.run_id or "(not created)",
+                redact(self.uri),
+                self.run_dir,
+            )
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+def _start_system_metrics(run_id: str, uri: str):
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, tracking_uri=uri)
+    monitor.start()
+    return monitor

@@ -1,6 +1,6 @@
 """The parent MLflow run of a sweep, opened and closed in the launcher process (Hydra
 callbacks), so that jobs started by any launcher nest under it; at the end it holds
-the best job's overrides and objective."""
+the best job's overrides and objective, and an Optuna sweep's plots of its study."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import atexit
 import logging
 import math
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -17,7 +19,9 @@ from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig
 
-from qtrain.tracking.mlflow_run import PARENT_ROLE, SWEEP_TAG, connect, sweep_id, ui_hint
+from qtrain.tracking.mlflow_run import PARENT_ROLE, SWEEP_TAG, SWEPT_TAG, connect, sweep_id, ui_hint
+from qtrain.tracking.redact import redact
+from qtrain.tracking.sweep_job import swept_keys
 
 log = logging.getLogger("qtrain")
 
@@ -35,6 +39,7 @@ class MlflowSweepCallback(Callback):
         self.uri, self.experiment, self.http = uri, experiment, (http_timeout_s, http_retries)
         self.objective, self.direction = objective, direction
         self.client = self.run_id = None
+        self.study: tuple[str, str] | None = None  # an Optuna sweep's (study name, storage)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
@@ -42,14 +47,19 @@ class MlflowSweepCallback(Callback):
             tags = {
                 SWEEP_TAG: sweep_id(config.hydra),
                 **PARENT_ROLE,
-                "hydra.overrides": " ".join(config.hydra.overrides.task) or "(none)",
+                SWEPT_TAG: " ".join(swept_keys(config)),
+                "hydra.overrides": redact(" ".join(config.hydra.overrides.task)) or "(none)",
                 "qtrain.objective": f"{self.direction} {self.objective}",
             }
+            sweeper = config.hydra.sweeper
+            if sweeper.get("study_name") and sweeper.get("storage"):
+                self.study = (sweeper.study_name, sweeper.storage)
+                tags["optuna.study"] = sweeper.study_name
             started = time.strftime("%Y%m%d-%H%M%S")
             name = f"sweep-{config.hydra.runtime.choices.model}-{config.dataset.name}-{started}"
             run = self.client.create_run(self.experiment_id, run_name=name, tags=resolve_tags(tags))
         except Exception as error:  # noqa: BLE001 -- tracking is never why a sweep fails
-            log.warning("MLflow tracking at %s failed (%s); the sweep goes on untracked", self.uri, error)
+            log.warning("MLflow tracking at %s failed (%s); the sweep goes on untracked", redact(self.uri), error)
             return
         self.run_id = run.info.run_id
         atexit.register(self._end_if_open)  # a sweep that raises never reaches on_multirun_end
@@ -68,6 +78,7 @@ class MlflowSweepCallback(Callback):
         try:
             if log_best:
                 self._log_best(run_id)
+                self._log_study_plots(run_id)
             self.client.set_terminated(run_id, status)
         except Exception as error:  # noqa: BLE001 -- tracking is never why a sweep fails
             log.warning("MLflow: could not close the sweep run %s (%s)", run_id, error)
@@ -87,10 +98,22 @@ class MlflowSweepCallback(Callback):
         best = pick(scored, key=lambda job: job.data.metrics[self.objective])
         value = best.data.metrics[self.objective]
         overrides = best.data.tags.get("hydra.overrides", "")
-        params = [Param(*item.lstrip("+~").split("=", 1)) for item in overrides.split() if "=" in item]
+        params = [Param(*redact(item).lstrip("+~").split("=", 1)) for item in overrides.split() if "=" in item]
         self.client.log_batch(run_id, metrics=[Metric(self.objective, value, 0, 0)], params=params)
         self.client.set_tag(run_id, "qtrain.best_run", f"{best.info.run_name} ({best.info.run_id})")
         log.info("MLflow: best job %s, %s = %.4f", best.info.run_name, self.objective, value)
+
+    def _log_study_plots(self, run_id: str) -> None:
+        if self.study is None:
+            return
+        import optuna  # only for Optuna sweeps
+
+        from qtrain.sweep.plots import write_study_plots
+
+        study = optuna.load_study(study_name=self.study[0], storage=self.study[1])
+        with tempfile.TemporaryDirectory() as folder:
+            if write_study_plots(study, Path(folder)):
+                self.client.log_artifacts(run_id, folder, "optuna")
 
 
 def _finite(value: float | None) -> bool:

@@ -1,12 +1,15 @@
-"""The tracker a run reports to: this base tracks nothing (`tracking=none`);
-`MlflowTracker` fills the same four calls in."""
+"""The trackers a run reports to: `Tracker` tracks nothing (`tracking=none`) and is
+what `MlflowTracker` and `TensorBoardTracker` fill in; `Trackers` reports to each of
+the group's choices (`tracking=[mlflow,tensorboard]`)."""
 
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Iterator
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig
 
 from qtrain.errors import TrainingInterrupted
@@ -34,8 +37,41 @@ class Tracker:
     def log_epoch(self, row: dict) -> None:
         """One history row (numbers become metrics at the row's global step)."""
 
+    def log_model(self, model: torch.nn.Module, data) -> None:
+        """The trained model; `data` gives an input example (its first test batch)."""
+
     def log_results(self, metrics: dict[str, float], run_dir: Path) -> None:
         """The final metrics and the run directory's files."""
 
     def end(self, status: str) -> None:
         """Close the run with an MLflow status: FINISHED, FAILED or KILLED."""
+
+
+class Trackers(Tracker):
+    def __init__(self, trackers: list[Tracker]):
+        self.trackers = trackers
+
+    def begin(self, cfg, run_dir):
+        for tracker in self.trackers:
+            tracker.begin(cfg, run_dir)
+
+    def log_epoch(self, row):
+        for tracker in self.trackers:
+            tracker.log_epoch(row)
+
+    def log_model(self, model, data):
+        for tracker in self.trackers:
+            tracker.log_model(model, data)
+
+    def log_results(self, metrics, run_dir):
+        for tracker in self.trackers:
+            tracker.log_results(metrics, run_dir)
+
+    def end(self, status):
+        for tracker in self.trackers:
+            tracker.end(status)
+
+
+def numbers_of(row: dict) -> dict[str, float]:
+    """The entries of a history row or metrics dict that are numbers (not flags or text)."""
+    return {k: float(v) for k, v in row.items() if isinstance(v, numbers.Real) and not isinstance(v, bool)}

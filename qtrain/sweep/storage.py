@@ -1,0 +1,56 @@
+"""The study's storage, created once before the sweeper opens it: two sweeps started
+together on a new database would both create its tables, and one would die on a
+duplicate (PostgreSQL's UniqueViolation); here the loser of that race retries and
+finds the tables made."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+from qtrain.errors import ConfigError
+from qtrain.tracking.redact import redact
+
+log = logging.getLogger("qtrain")
+
+ATTEMPTS = 5
+
+
+def create_storage(url: str) -> optuna.storages.RDBStorage:
+    for attempt in range(1, ATTEMPTS):
+        try:
+            return _open(url)
+        except (IntegrityError, ProgrammingError):  # another process is creating the same tables
+            time.sleep(random.uniform(0.1, 0.5) * attempt)
+    return _open(url)
+
+
+def _open(url: str) -> optuna.storages.RDBStorage:
+    try:
+        return optuna.storages.RDBStorage(url)
+    except OperationalError as error:
+        reason = str(error.orig or error).strip().splitlines()[0]
+        raise ConfigError("hydra.sweeper.storage", redact(url), f"cannot open the study's storage ({reason})") from None
+    except ModuleNotFoundError as error:
+        raise ConfigError(
+            "hydra.sweeper.storage",
+            redact(url),
+            f"its database driver is not installed ({error.name}); for postgresql:// pip install 'qtrain[postgres]'",
+        ) from None
+
+
+class OptunaStorageCallback(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        url = config.hydra.sweeper.get("storage")
+        if url:
+            if url.startswith("sqlite:///"):
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            create_storage(url)
