@@ -8,15 +8,22 @@ import json
 import subprocess
 from pathlib import Path
 
+import mlflow
+import mlflow.pytorch
 import optuna
 import pytest
+import torch
 from conftest import CONF, ROOT, make_config, run_cli, run_config
 from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from omegaconf import OmegaConf
+from PIL import Image
 
 from qtrain.errors import TrainingDiverged, TrainingInterrupted
 from qtrain.objective import direction
 from qtrain.tracking.mlflow_run import PARENT_ROLE, SWEEP_TAG, MlflowTracker, config_params, connect, sweep_parent
+from qtrain.tracking.sync import main as sync_main
 
 CIRCUIT = {"model.quantum.n_qubits", "model.quantum.reps", "model.quantum.feature_map"}
 
@@ -40,8 +47,10 @@ def test_a_run_logs_config_metrics_and_files(tmp_path):
         "optimizer.lr=0.002",
         f"tracking.mlflow.uri={uri}",
         "tracking.mlflow.log_checkpoint=true",
+        "tracking.mlflow.log_model=true",
         f"hydra.run.dir={run_dir}",
         cwd=tmp_path,
+        env={"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"},
     )
     assert result.returncode == 0, result.stderr[-2000:]
     (run,) = runs_of(uri)
@@ -49,6 +58,13 @@ def test_a_run_logs_config_metrics_and_files(tmp_path):
     assert run.info.status == "FINISHED"
     assert run.info.run_name.startswith("simple_cnn-digits-")
     assert run.data.params["optimizer.lr"] == "0.002"
+    # The group choices, as on the command line.
+    assert (run.data.params["model"], run.data.params["optimizer"], run.data.params["debug"]) == (
+        "simple_cnn",
+        "adam",
+        "fast",
+    )
+    assert any(name.startswith("system/cpu_utilization") for name in run.data.metrics)
     assert run.data.params["model._target_"] == "qtrain.models.simple_cnn.SimpleCNN"
     assert run.data.params["stages.train.epochs"] == "2"
     assert "debug=fast" in run.data.tags["hydra.overrides"]
@@ -66,7 +82,19 @@ def test_a_run_logs_config_metrics_and_files(tmp_path):
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"metrics.json", "history.csv", "report.txt", "plots", ".hydra", "checkpoints"} <= artifacts
     assert {a.path for a in client.list_artifacts(run.info.run_id, ".hydra")} >= {".hydra/config.yaml"}
+    # The plots as MLflow images too, the confusion matrix first among them.
+    images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
+    assert any(path.startswith("images/confusion_matrix") and path.endswith(".png") for path in images), images
     assert "mlflow ui --backend-store-uri" in result.stderr + result.stdout
+    # The trained model, as MLflow loads it, is best.pt's weights with its signature.
+    model = mlflow.pytorch.load_model(f"{run.info.artifact_uri}/model")
+    best = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)["model"]
+    assert all(torch.equal(model.state_dict()[k].cpu(), v.cpu()) for k, v in best.items())
+    signature = mlflow.models.get_model_info(f"{run.info.artifact_uri}/model").signature
+    assert signature.inputs.inputs[0].shape == (
+        -1,
+        *json.loads((run_dir / "model_info.json").read_text())["input"]["shape"],
+    )
 
 
 def test_config_params_are_dotted_and_cut_to_mlflows_limit():
@@ -175,6 +203,26 @@ def test_optuna_sweep_nests_trials_and_records_a_failed_one(tmp_path):
     states = sorted(t.state.name for t in study.trials)
     assert states == ["COMPLETE", "COMPLETE", "FAIL"]
     assert study.best_value == best.data.metrics["val/acc_best"]
+    # Each child: named after its swept values, tagged with its trial, the group choices as params.
+    for child in children:
+        trial = study.trials[int(child.data.tags["optuna.trial"])]
+        assert child.data.tags["optuna.study"] == "test"
+        assert child.info.run_name == f"lr={trial.params['optimizer.lr']:.3g},weight_decay=0.0,batch_size=64"
+        assert (child.data.params["model"], child.data.params["hparams_search"]) == ("simple_cnn", "optuna")
+    assert sorted(int(c.data.tags["optuna.trial"]) for c in children) == [0, 1, 2]
+    # The parent holds Optuna's plots of the study.
+    plots = {a.path for a in MlflowClient(uri).list_artifacts(parent.info.run_id, "optuna")}
+    for kind in ("history", "importance", "parallel"):
+        assert any(kind in path and path.endswith(".png") for path in plots), plots
+        assert any(kind in path and path.endswith(".html") for path in plots), plots
+    # The config tree once, from the launcher; a line per job.
+    shown = result.stdout + result.stderr
+    assert shown.count("── optimizer") == 1
+    assert [line.split(" - ")[1].split(":")[0] for line in shown.splitlines() if "[qtrain][INFO] - job " in line] == [
+        "job 0",
+        "job 1",
+        "job 2",
+    ]
 
 
 def test_malformed_search_space_names_the_key(tmp_path):
@@ -213,3 +261,111 @@ def test_jobs_find_the_sweeps_parent_while_other_jobs_run(tmp_path):
     client.create_run(experiment, tags={SWEEP_TAG: "/sweep", "mlflow.parentRunId": parent})
     client.create_run(experiment, tags={SWEEP_TAG: "/other", **PARENT_ROLE})
     assert sweep_parent(client, experiment, "/sweep").info.run_id == parent
+
+
+class ServerOutage:
+    """MlflowClient calls fail while `down` is true, as they do when the server is gone."""
+
+    CALLS = ("log_batch", "log_artifact", "log_artifacts", "log_image", "set_terminated")
+
+    def __init__(self, monkeypatch):
+        self.down = False
+        for name in self.CALLS:
+            monkeypatch.setattr(MlflowClient, name, self._flaky(getattr(MlflowClient, name)))
+
+    def _flaky(self, call):
+        def flaky(client, *args, **kwargs):
+            if self.down:
+                raise MlflowException("Connection refused")
+            return call(client, *args, **kwargs)
+
+        return flaky
+
+
+def write_run_dir(run_dir: Path, cfg) -> None:
+    """What a run leaves: its config, two history rows, final metrics, a plot."""
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / "plots").mkdir()
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    (run_dir / "history.csv").write_text("stage,epoch,step,train/loss,val/acc\ntrain,1,3,1.0,0.5\ntrain,2,6,0.5,0.7\n")
+    (run_dir / "metrics.json").write_text(json.dumps({"test/acc": 0.75}))
+    Image.new("RGB", (8, 8)).save(run_dir / "plots" / "confusion_matrix.png")
+
+
+def tracked_with_outage(tmp_path, monkeypatch, back_at_end: bool) -> tuple[str, Path]:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = make_config("model=simple_cnn", "tracking=mlflow", f"tracking.mlflow.uri={uri}")
+    run_dir = tmp_path / "run"
+    write_run_dir(run_dir, cfg)
+    outage = ServerOutage(monkeypatch)
+    tracker = MlflowTracker(uri=uri, experiment="qtrain-digits", system_metrics=False)
+    with tracker.track(cfg, run_dir):
+        tracker.log_epoch({"stage": "train", "step": 3, "train/loss": 1.0, "val/acc": 0.5})
+        outage.down = True  # the server goes away mid-run
+        tracker.log_epoch({"stage": "train", "step": 6, "train/loss": 0.5, "val/acc": 0.7})
+        tracker.log_results({"test/acc": 0.75}, run_dir)
+        outage.down = not back_at_end
+    outage.down = False
+    return uri, run_dir
+
+
+def test_a_run_whose_server_came_back_is_completed_and_closed_at_its_end(tmp_path, monkeypatch, caplog):
+    uri, _ = tracked_with_outage(tmp_path, monkeypatch, back_at_end=True)
+    (run,) = runs_of(uri)
+    assert run.info.status == "FINISHED"
+    client = MlflowClient(uri)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")] == [3, 6]
+    assert run.data.metrics["test/acc"] == 0.75
+    assert {"metrics.json", "plots", ".hydra"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "qtrain.tracking.sync" not in caplog.text
+    assert caplog.text.count("MLflow tracking at") == 1  # the first failure, once
+
+
+def test_a_run_whose_server_stayed_away_says_how_to_sync_and_sync_completes_it(tmp_path, monkeypatch, caplog):
+    uri, run_dir = tracked_with_outage(tmp_path, monkeypatch, back_at_end=False)
+    (run,) = runs_of(uri)
+    assert run.info.status == "RUNNING"
+    assert f"python -m qtrain.tracking.sync {run_dir}" in caplog.text
+    assert sync_main([str(run_dir)]) == 0
+    (synced,) = runs_of(uri)
+    assert synced.info.run_id == run.info.run_id and synced.info.status == "FINISHED"
+    client = MlflowClient(uri)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")] == [3, 6]  # no duplicate
+    assert synced.data.metrics["test/acc"] == 0.75
+    assert {"metrics.json", "history.csv", "plots"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_sync_makes_a_run_from_a_run_directory_never_tracked(tmp_path):
+    run_dir = tmp_path / "run"
+    write_run_dir(run_dir, make_config("model=simple_cnn"))
+    uri = f"sqlite:///{tmp_path}/later.db"
+    assert sync_main([str(run_dir), "--uri", uri]) == 0
+    (run,) = runs_of(uri)
+    assert run.info.status == "FINISHED" and run.data.params["optimizer.lr"] == "0.002"
+    assert [m.value for m in MlflowClient(uri).get_metric_history(run.info.run_id, "train/loss")] == [1.0, 0.5]
+    assert sync_main([str(tmp_path / "nothing")]) == 2
+
+
+def test_passwords_in_urls_are_redacted_in_params(tmp_path):
+    cfg = make_config("tracking=mlflow", "tracking.mlflow.uri=postgresql://alice:s3cret@db.lab:5432/mlflow")
+    params = config_params(cfg, {"model": "resnet_quantum"})
+    assert params["tracking.mlflow.uri"] == "postgresql://alice:***@db.lab:5432/mlflow"
+    assert params["model"] == "resnet_quantum"
+    assert not any("s3cret" in value for value in params.values())
+
+
+def test_a_password_in_the_tracking_uri_reaches_no_log(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        "model=simple_cnn",
+        "debug=fast",
+        "tracking.mlflow.uri=http://bob:s3cret@127.0.0.1:9",  # unreachable: its URL is in the warnings
+        "tracking.mlflow.http_timeout_s=1",
+        "tracking.mlflow.http_retries=0",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    shown = result.stdout + result.stderr + (run_dir / "qtrain.log").read_text()
+    assert "bob:***@127.0.0.1:9" in shown
+    assert "s3cret" not in shown

@@ -1,0 +1,159 @@
+"""What qtrain adds to Hydra's Optuna sweeper: proposals that differ across workers and
+resumes, a storage created once, job names and tags, redacted storage URLs."""
+
+from __future__ import annotations
+
+import logging
+
+import optuna
+import pytest
+from omegaconf import OmegaConf
+from sqlalchemy.exc import IntegrityError
+
+from qtrain.errors import ConfigError
+from qtrain.sweep import storage as storage_module
+from qtrain.sweep.plots import write_study_plots
+from qtrain.sweep.sampler import TrialSeededTPESampler
+from qtrain.tracking.redact import RedactingFilter, redact
+from qtrain.tracking.sweep_job import job_name, swept_keys
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def propose(study: optuna.Study) -> tuple:
+    trial = study.ask()
+    return (trial.suggest_float("lr", 1e-4, 1e-2, log=True), trial.suggest_categorical("bs", [32, 64, 128]))
+
+
+def worker(storage: str, sampler_class) -> optuna.Study:
+    """One sweep process on the shared study: its own sampler, seeded with `seed` as the config does."""
+    return optuna.create_study(
+        study_name="shared", storage=storage, sampler=sampler_class(seed=42), load_if_exists=True
+    )
+
+
+@pytest.mark.parametrize("sampler_class", [TrialSeededTPESampler, optuna.samplers.TPESampler])
+def test_two_workers_on_one_study_propose_different_points(tmp_path, sampler_class):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    first, second = worker(storage, sampler_class), worker(storage, sampler_class)
+    proposals = [propose(study) for _ in range(4) for study in (first, second)]
+    distinct = len({lr for lr, _ in proposals}) == len(proposals)
+    # Optuna's TPE seeded alike in each process repeats the other worker's points.
+    assert distinct == (sampler_class is TrialSeededTPESampler)
+
+
+def test_a_resumed_study_explores_new_points_and_a_new_study_repeats_itself(tmp_path):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+
+    def sweep(study_name: str) -> list[float]:
+        study = optuna.create_study(
+            study_name=study_name, storage=storage, sampler=TrialSeededTPESampler(seed=7), load_if_exists=True
+        )
+        study.optimize(lambda trial: propose_value(trial), n_trials=5)
+        return [t.params["lr"] for t in study.trials[-5:]]
+
+    def propose_value(trial):
+        return trial.suggest_float("lr", 1e-4, 1e-2, log=True)
+
+    first, resumed = sweep("a"), sweep("a")
+    assert not set(first) & set(resumed)
+    assert sweep("b") == first  # reproducible: the same seed, a new study, the same points
+
+
+def test_storage_creation_retries_when_another_sweep_is_creating_the_tables(tmp_path, monkeypatch):
+    real, calls = optuna.storages.RDBStorage, []
+
+    def racing(url):
+        calls.append(url)
+        if len(calls) == 1:
+            raise IntegrityError(
+                "CREATE TABLE studies", {}, Exception("duplicate key value violates unique constraint")
+            )
+        return real(url)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    assert isinstance(storage_module.create_storage(url), real)
+    assert len(calls) == 2
+
+
+def test_a_storage_without_its_driver_names_the_key_and_the_extra(monkeypatch):
+    def no_driver(url):
+        raise ModuleNotFoundError("No module named 'psycopg'", name="psycopg")
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", no_driver)
+    with pytest.raises(ConfigError) as error:
+        storage_module.create_storage("postgresql://optuna:pw@127.0.0.1/optuna")
+    assert str(error.value) == (
+        "hydra.sweeper.storage=postgresql://optuna:***@127.0.0.1/optuna: its database driver is not installed "
+        "(psycopg); for postgresql:// pip install 'qtrain[postgres]'"
+    )
+
+
+def test_an_unreachable_storage_names_the_key():
+    with pytest.raises(ConfigError, match=r"^hydra.sweeper.storage=sqlite:////nonexistent/x/optuna.db: cannot open"):
+        storage_module.create_storage("sqlite:////nonexistent/x/optuna.db")
+
+
+def test_jobs_are_named_after_their_swept_values():
+    overrides = ["model=simple_cnn", "optimizer.lr=0.0031622776601683794", "dataset.batch_size=64", "debug=fast"]
+    assert job_name(overrides, ["optimizer.lr", "dataset.batch_size"]) == "lr=0.00316,batch_size=64"
+    assert job_name(["optimizer=sgd", "debug=fast"], ["optimizer"]) == "optimizer=sgd"
+
+
+def test_the_swept_keys_are_the_command_lines_sweeps_and_the_sweepers_params():
+    config = OmegaConf.create(
+        {
+            "hydra": {
+                "overrides": {"task": ["optimizer=adam,sgd", "model=simple_cnn", "seed=range(3)"]},
+                "sweeper": {"params": {"optimizer.lr": "interval(1e-4, 1e-2)"}},
+            }
+        }
+    )
+    assert swept_keys(config) == ["optimizer", "seed", "optimizer.lr"]
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("postgresql://optuna:s3cret@db.lab:5432/optuna", "postgresql://optuna:***@db.lab:5432/optuna"),
+        ("https://bob:tok@mlflow.lab/", "https://bob:***@mlflow.lab/"),
+        (
+            "postgresql://db/optuna?user=u&password=s3cret&sslmode=require",
+            "postgresql://db/optuna?user=u&password=***&sslmode=require",
+        ),
+        ("sqlite:///optuna.db and http://127.0.0.1:5000", "sqlite:///optuna.db and http://127.0.0.1:5000"),
+    ],
+)
+def test_redact_hides_passwords_and_nothing_else(text, shown):
+    assert redact(text) == shown
+
+
+def test_the_sweepers_storage_line_is_redacted_by_the_logging_filter():
+    record = logging.LogRecord(
+        "hydra_plugins.hydra_optuna_sweeper._impl",
+        logging.INFO,
+        __file__,
+        1,
+        "Storage: %s",
+        ("postgresql://u:pw@h/db",),
+        None,
+    )
+    assert RedactingFilter().filter(record) and record.getMessage() == "Storage: postgresql://u:***@h/db"
+
+
+def test_study_plots_are_history_importance_and_parallel_coordinates(tmp_path):
+    study = optuna.create_study(sampler=TrialSeededTPESampler(seed=0))
+    study.optimize(
+        lambda t: t.suggest_float("lr", 1e-4, 1e-2, log=True) + t.suggest_int("bs", 32, 128) * 1e-5, n_trials=4
+    )
+    names = sorted(path.name for path in write_study_plots(study, tmp_path))
+    assert names == [
+        "optimization_history.html",
+        "optimization_history.png",
+        "parallel_coordinate.html",
+        "parallel_coordinate.png",
+        "param_importances.html",
+        "param_importances.png",
+    ]
+    assert all((tmp_path / name).stat().st_size > 1000 for name in names)
