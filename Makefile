@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test test-slow test-all lint format bench clean mlflow-ui sweep
+.PHONY: install run test test-slow test-e2e test-all screenshots lint format bench clean mlflow-ui tensorboard optuna-dashboard sweep
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,13 +21,19 @@ run: $(INSTALLED)  ## train the default experiment (make run ARGS="model=resnet 
 	$(PY) -m qtrain $(ARGS)
 
 test: $(INSTALLED)  ## the fast tier, one worker per core (pytest-xdist); add ARGS="-n 0" for one process
-	$(PY) -m pytest -n auto --dist worksteal -m "not slow" $(ARGS)
+	$(PY) -m pytest -n auto --dist worksteal -m "not slow and not e2e" $(ARGS)
 
 test-slow: $(INSTALLED)  ## the slow tier: accuracy runs, torchrun, sweeps, torch.compile
 	$(PY) -m pytest -n auto --dist worksteal -m slow $(ARGS)
 
-test-all: $(INSTALLED)  ## both tiers
+test-e2e: $(INSTALLED)  ## real servers and a browser: the MLflow UI in headless Chromium, Optuna on PostgreSQL
+	$(PY) -m pytest -n auto --dist worksteal -m e2e $(ARGS)
+
+test-all: $(INSTALLED)  ## every tier
 	$(PY) -m pytest -n auto --dist worksteal $(ARGS)
+
+screenshots: $(INSTALLED)  ## retake the README's MLflow pictures (docs/images/) with the browser test
+	QTRAIN_SCREENSHOTS=docs/images $(PY) -m pytest -m e2e tests/test_e2e_mlflow_ui.py $(ARGS)
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check qtrain tests benchmarks
@@ -47,7 +53,15 @@ sweep: $(INSTALLED)  ## a small example Optuna sweep: 4 short trials of cnn_quan
 	$(PY) -m qtrain -m hparams_search=optuna model=cnn_quantum stages.train.epochs=3 hydra.sweeper.n_trials=4 $(ARGS)
 
 mlflow-ui: $(INSTALLED)  ## browse runs at http://127.0.0.1:5000 (the store runs log to: MLFLOW_TRACKING_URI or ./mlflow.db)
+	@echo "Runs tables: open the links qtrain prints, or choose 'Model training' at the top left of the UI"
 	$(VENV)/bin/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port 5000
+
+tensorboard: $(INSTALLED)  ## browse tracking=tensorboard runs (outputs/ and multirun/) at http://127.0.0.1:6006
+	$(VENV)/bin/tensorboard --logdir_spec outputs:outputs,multirun:multirun --host 127.0.0.1 --port 6006
+
+STUDY_STORAGE ?= sqlite:///optuna.db
+optuna-dashboard: $(INSTALLED)  ## browse Optuna studies at http://127.0.0.1:8080 (STUDY_STORAGE=postgresql://... for a shared one)
+	$(VENV)/bin/optuna-dashboard $(STUDY_STORAGE) --host 127.0.0.1 --port 8080
 
 clean:  ## remove run outputs and caches (not .venv, not data/)
 	rm -rf outputs multirun .pytest_cache .ruff_cache

@@ -369,3 +369,32 @@ def test_a_password_in_the_tracking_uri_reaches_no_log(tmp_path):
     shown = result.stdout + result.stderr + (run_dir / "qtrain.log").read_text()
     assert "bob:***@127.0.0.1:9" in shown
     assert "s3cret" not in shown
+
+
+@pytest.mark.slow
+def test_a_joblib_sweep_runs_jobs_in_parallel_under_one_parent(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    result = run_cli(
+        "-m",
+        "hparams_search=optuna",
+        "model=simple_cnn",
+        "debug=fast",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=4",
+        f"hydra.sweeper.storage=sqlite:///{tmp_path}/optuna.db",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        f"tracking.mlflow.uri={uri}",
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Joblib.Parallel" in result.stdout + result.stderr
+    runs = runs_of(uri)
+    (parent,) = [r for r in runs if r.data.tags.get("qtrain.role") == "sweep"]
+    children = [r for r in runs if r is not parent]
+    assert len(children) == 4
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in children)
+    assert sorted(int(r.data.tags["optuna.trial"]) for r in children) == [0, 1, 2, 3]
+    assert all(r.info.status == "FINISHED" for r in runs)

@@ -75,10 +75,12 @@ def sweep_id(hydra_cfg: DictConfig) -> str:
     return str(Path(hydra_cfg.sweep.dir).resolve())
 
 
-def ui_hint(uri: str, experiment_id: str, run_id: str) -> str:
+def ui_hint(uri: str, experiment_id: str, run_id: str | None = None) -> str:
+    """Where to see a run (or, without `run_id`, the experiment's runs table) in the UI."""
+    page = f"#/experiments/{experiment_id}/runs" + (f"/{run_id}" if run_id else "") + LANDING
     if uri.startswith(("http://", "https://")):
-        return redact(f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}{LANDING}")
-    return f"make mlflow-ui (mlflow ui --backend-store-uri {redact(uri)}), then open run {run_id}"
+        return redact(f"{uri.rstrip('/')}/{page}")
+    return f"make mlflow-ui (mlflow ui --backend-store-uri {redact(uri)}), then http://127.0.0.1:5000/{page}"
 
 
 def config_params(cfg: DictConfig, choices: dict | None = None) -> dict[str, str]:

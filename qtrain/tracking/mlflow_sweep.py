@@ -63,7 +63,7 @@ class MlflowSweepCallback(Callback):
             return
         self.run_id = run.info.run_id
         atexit.register(self._end_if_open)  # a sweep that raises never reaches on_multirun_end
-        log.info("MLflow sweep run %s: %s", name, ui_hint(self.uri, self.experiment_id, self.run_id))
+        log.info("MLflow sweep run %s, its jobs nested under it: %s", name, ui_hint(self.uri, self.experiment_id))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._end("FINISHED", log_best=True)
