@@ -8,12 +8,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_cli
 from mlflow import MlflowClient
 from servers import mlflow_server
 
@@ -30,10 +28,8 @@ TRAIN = (
 
 
 def qtrain(*args: str, cwd: Path, uri: str) -> str:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "qtrain", *args, *TRAIN], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
+    env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"}
+    result = run_cli(*args, *TRAIN, "tracking=mlflow", cwd=cwd, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout + result.stderr
 
