@@ -22,7 +22,8 @@ from PIL import Image
 
 from qtrain.errors import TrainingDiverged, TrainingInterrupted
 from qtrain.objective import direction
-from qtrain.tracking.mlflow_run import PARENT_ROLE, SWEEP_TAG, MlflowTracker, config_params, connect, sweep_parent
+from qtrain.tracking.mlflow_run import MlflowTracker, config_params
+from qtrain.tracking.mlflow_store import PARENT_ROLE, SWEEP_TAG, connect, sweep_parent
 from qtrain.tracking.sync import main as sync_main
 
 CIRCUIT = {"model.quantum.n_qubits", "model.quantum.reps", "model.quantum.feature_map"}
@@ -338,11 +339,16 @@ def test_a_run_whose_server_stayed_away_says_how_to_sync_and_sync_completes_it(t
 def test_sync_makes_a_run_from_a_run_directory_never_tracked(tmp_path):
     run_dir = tmp_path / "run"
     write_run_dir(run_dir, make_config("model=simple_cnn"))
+    (run_dir / ".hydra" / "overrides.yaml").write_text("- hydra.sweeper.storage=postgresql://u:s3cret@db/optuna\n")
     uri = f"sqlite:///{tmp_path}/later.db"
     assert sync_main([str(run_dir), "--uri", uri]) == 0
     (run,) = runs_of(uri)
     assert run.info.status == "FINISHED" and run.data.params["optimizer.lr"] == "0.002"
-    assert [m.value for m in MlflowClient(uri).get_metric_history(run.info.run_id, "train/loss")] == [1.0, 0.5]
+    client = MlflowClient(uri)
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1.0, 0.5]
+    # The uploaded config files have their passwords redacted.
+    uploaded = Path(client.download_artifacts(run.info.run_id, ".hydra/overrides.yaml", str(tmp_path))).read_text()
+    assert "postgresql://u:***@db/optuna" in uploaded and "s3cret" not in uploaded
     assert sync_main([str(tmp_path / "nothing")]) == 2
 
 

@@ -10,7 +10,7 @@ run, and otherwise says how to upload it later (`python -m qtrain.tracking.sync`
 from __future__ import annotations
 
 import logging
-import os
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, Run
+from mlflow.entities import Metric, Param
 from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from mlflow.utils.validation import (
@@ -32,55 +32,14 @@ from PIL import Image
 
 from qtrain.config_checks import flatten
 from qtrain.tracking import sweep_job
+from qtrain.tracking.mlflow_store import SWEEP_TAG, SWEPT_TAG, connect, sweep_id, sweep_parent, ui_hint
 from qtrain.tracking.redact import redact
 from qtrain.tracking.tracker import Tracker, numbers_of
 
 log = logging.getLogger("qtrain")
 
-# Older MLflow UIs read this tag to open an experiment on its runs table; 3.17 reads the
-# `workflowType` of the link instead (LANDING), which the links qtrain prints carry.
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
-LANDING = "?workflowType=machine_learning"
-SWEEP_TAG = "qtrain.sweep"  # the sweep directory, shared by a sweep's parent and its jobs
-SWEPT_TAG = "qtrain.swept"  # on the parent: the keys the sweep varies, which name its jobs
-PARENT_ROLE = {"qtrain.role": "sweep"}  # on the parent only: jobs of a parallel launcher run beside it
-RUN_DIR_FILES = ("metrics.json", "history.csv", "report.txt", "model_info.json", "plots", ".hydra")
-
-
-def connect(uri: str, experiment: str, http_timeout_s: int, http_retries: int) -> tuple[MlflowClient, str]:
-    """A client for `uri` and the id of `experiment`, created (and tagged) if new."""
-    # MLflow's defaults retry an unreachable server for minutes before giving up.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(http_timeout_s))
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(http_retries))
-    client = MlflowClient(uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is not None:
-        return client, found.experiment_id
-    return client, client.create_experiment(experiment, tags=EXPERIMENT_KIND)
-
-
-def sweep_parent(client: MlflowClient, experiment_id: str, sweep: str) -> Run | None:
-    """The running parent run of `sweep`, if its launcher opened one."""
-    ((role, value),) = PARENT_ROLE.items()
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}' and tags.`{role}` = '{value}' and attributes.status = 'RUNNING'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return runs[0] if runs else None
-
-
-def sweep_id(hydra_cfg: DictConfig) -> str:
-    return str(Path(hydra_cfg.sweep.dir).resolve())
-
-
-def ui_hint(uri: str, experiment_id: str, run_id: str | None = None) -> str:
-    """Where to see a run (or, without `run_id`, the experiment's runs table) in the UI."""
-    page = f"#/experiments/{experiment_id}/runs" + (f"/{run_id}" if run_id else "") + LANDING
-    if uri.startswith(("http://", "https://")):
-        return redact(f"{uri.rstrip('/')}/{page}")
-    return f"make mlflow-ui (mlflow ui --backend-store-uri {redact(uri)}), then http://127.0.0.1:5000/{page}"
+RUN_DIR_FILES = ("metrics.json", "history.csv", "report.txt", "model_info.json", "plots")
+HYDRA_DIR = ".hydra"  # the composed config: uploaded with passwords redacted
 
 
 def config_params(cfg: DictConfig, choices: dict | None = None) -> dict[str, str]:
@@ -239,6 +198,10 @@ class MlflowTracker(Tracker):
                 self._guard(f"uploading {name}", self.client.log_artifacts, self.run_id, str(path), name)
             elif path.is_file():
                 self._guard(f"uploading {name}", self.client.log_artifact, self.run_id, str(path))
+        with tempfile.TemporaryDirectory() as folder:
+            for file in sorted((self.run_dir / HYDRA_DIR).glob("*.yaml")):
+                (Path(folder) / file.name).write_text(redact(file.read_text()))
+            self._guard(f"uploading {HYDRA_DIR}", self.client.log_artifacts, self.run_id, folder, HYDRA_DIR)
         # As MLflow images too, so that the UI's image grid shows runs' plots side by side.
         for plot in sorted((self.run_dir / "plots").glob("*.png")):
             image = np.asarray(Image.open(plot).convert("RGB"))

@@ -19,7 +19,7 @@ from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from omegaconf import DictConfig
 
-from qtrain.tracking.mlflow_run import PARENT_ROLE, SWEEP_TAG, SWEPT_TAG, connect, sweep_id, ui_hint
+from qtrain.tracking.mlflow_store import PARENT_ROLE, SWEEP_TAG, SWEPT_TAG, connect, sweep_id, ui_hint
 from qtrain.tracking.redact import redact
 from qtrain.tracking.sweep_job import swept_keys
 
