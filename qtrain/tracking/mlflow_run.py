@@ -32,7 +32,7 @@ from PIL import Image
 
 from qtrain.config_checks import flatten
 from qtrain.tracking import sweep_job
-from qtrain.tracking.mlflow_store import SWEEP_TAG, SWEPT_TAG, connect, sweep_id, sweep_parent, ui_hint
+from qtrain.tracking.mlflow_store import RUN_DIR_TAG, SWEEP_TAG, SWEPT_TAG, connect, sweep_id, sweep_parent, ui_hint
 from qtrain.tracking.redact import redact
 from qtrain.tracking.tracker import Tracker, numbers_of
 
@@ -124,7 +124,7 @@ class MlflowTracker(Tracker):
             "finding the run",
             self.client.search_runs,
             [self.experiment_id],
-            filter_string=f"tags.`qtrain.run_dir` = '{run_dir.resolve()}'",
+            filter_string=f"tags.`{RUN_DIR_TAG}` = '{run_dir.resolve()}'",
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
@@ -135,7 +135,7 @@ class MlflowTracker(Tracker):
         return max((m.step for m in self.client.get_metric_history(self.run_id, "train/loss")), default=-1)
 
     def _tags_and_name(self, cfg: DictConfig, run_dir: Path) -> tuple[dict[str, str], str]:
-        tags = {"qtrain.run_dir": str(run_dir.resolve())}
+        tags = {RUN_DIR_TAG: str(run_dir.resolve())}
         backend = OmegaConf.select(cfg, "model.quantum.backend")
         if backend is not None:
             tags["quantum.backend"] = backend

@@ -16,6 +16,7 @@ from qtrain.tracking.redact import redact
 # `workflowType` of the link instead (LANDING), which the links qtrain prints carry.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 LANDING = "?workflowType=machine_learning"
+RUN_DIR_TAG = "qtrain.run_dir"  # the run directory, which `python -m qtrain.tracking.sync` finds a run by
 SWEEP_TAG = "qtrain.sweep"  # the sweep directory, shared by a sweep's parent and its jobs
 SWEPT_TAG = "qtrain.swept"  # on the parent: the keys the sweep varies, which name its jobs
 PARENT_ROLE = {"qtrain.role": "sweep"}  # on the parent only: jobs of a parallel launcher run beside it

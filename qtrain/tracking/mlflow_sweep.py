@@ -75,13 +75,10 @@ class MlflowSweepCallback(Callback):
         if self.run_id is None:
             return
         run_id, self.run_id = self.run_id, None
-        try:
-            if log_best:
-                self._log_best(run_id)
-                self._log_study_plots(run_id)
-            self.client.set_terminated(run_id, status)
-        except Exception as error:  # noqa: BLE001 -- tracking is never why a sweep fails
-            log.warning("MLflow: could not close the sweep run %s (%s)", run_id, error)
+        if log_best:
+            _attempt("logging the best job", self._log_best, run_id)
+            _attempt("logging the study's plots", self._log_study_plots, run_id)
+        _attempt("closing the sweep run", self.client.set_terminated, run_id, status)
 
     def _log_best(self, run_id: str) -> None:
         jobs = self.client.search_runs(
@@ -114,6 +111,14 @@ class MlflowSweepCallback(Callback):
         with tempfile.TemporaryDirectory() as folder:
             if write_study_plots(study, Path(folder)):
                 self.client.log_artifacts(run_id, folder, "optuna")
+
+
+def _attempt(action: str, call, *args) -> None:
+    """One step of closing the sweep run: a failure is a warning, and the next step runs."""
+    try:
+        call(*args)
+    except Exception as error:  # noqa: BLE001 -- tracking is never why a sweep fails
+        log.warning("MLflow: %s failed (%s: %s)", action, type(error).__name__, redact(str(error)))
 
 
 def _finite(value: float | None) -> bool:
