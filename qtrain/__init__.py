@@ -8,10 +8,8 @@ __version__ = "0.1.0"
 # package when started through the `qtrain` console script, where no `conf` package exists.
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
-# Packages whose callables a config's `_target_` may name (Hydra 1.4 refuses others).
-TRUSTED_TARGETS = ("qtrain.*", "torch.*", "torchvision.*", "timm.*")
-
 from qtrain import resolvers as _resolvers  # noqa: F401  (${direction:...}, ${len:...} for the configs)
+from qtrain.targets import TRUSTED_TARGETS  # the callables a config's `_target_` may name
 from qtrain.api import compose, train
 
 __all__ = ["CONFIG_DIR", "TRUSTED_TARGETS", "compose", "train"]

@@ -9,6 +9,7 @@ from omegaconf.errors import InterpolationKeyError, InterpolationToMissingValueE
 
 from qtrain.engine.stages import enabled_stages
 from qtrain.errors import ConfigError
+from qtrain.targets import TRUSTED_TARGETS
 
 
 def _positive_int(key: str, value) -> None:
@@ -50,7 +51,24 @@ def _check_interpolations(cfg: DictConfig) -> None:
         ) from None
 
 
+def check_targets(config: dict, prefix: str = "") -> None:
+    """Every `_target_` is one of qtrain.targets.TRUSTED_TARGETS: a config (from the command
+    line, or read from a checkpoint someone sent) never names a callable that loads files
+    or runs code. Hydra's whitelist refuses them too, with a traceback; this says it in a line."""
+    for key, value in config.items():
+        if key == "_target_" and value not in TRUSTED_TARGETS:
+            raise ConfigError(
+                f"{prefix}_target_",
+                value,
+                "not a callable configs may name: qtrain's models, datasets, tasks, schedulers, trackers "
+                "and torch.optim optimizers (the list: qtrain/targets.py)",
+            )
+        if isinstance(value, dict):
+            check_targets(value, f"{prefix}{key}.")
+
+
 def check_config(cfg: DictConfig) -> None:
+    check_targets(OmegaConf.to_container(cfg))
     _check_interpolations(cfg)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
@@ -81,7 +99,7 @@ def check_config(cfg: DictConfig) -> None:
 
 # Keys that may change between a run and its resumption: how and where it runs, not what it learns.
 # (An evaluation takes more from its invocation: qtrain.checkpoint_config.)
-PER_INVOCATION = ("ckpt_path", "train", "test", "export", "objective", "hardware.", "trainer.progress")
+PER_INVOCATION = ("ckpt_path", "train", "test", "export", "objective", "hardware.", "tracking.", "trainer.progress")
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, object]:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from conftest import run_cli, run_config
+from conftest import CONF, run_cli, run_config
 
 from qtrain.errors import ConfigError
 
@@ -134,3 +134,42 @@ def test_resume_with_other_settings_names_the_ones_to_use(tmp_path):
     assert "optimizer.lr=0.003 stages.train.lr=0.003" in str(error.value)
     run_config(tmp_path / "again", *FAST, "optimizer.lr=0.003", f"ckpt_path={last}")  # the same settings resume
     run_config(tmp_path / "exported", *FAST, "optimizer.lr=0.003", f"ckpt_path={last}", "export=true")  # and export
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "os.system",
+        "builtins.eval",
+        "torch.load",  # with weights_only=false it runs a crafted file's code
+        "qtrain.export.torch.load",  # the same callable through a module attribute
+        "torchvision.io.read_file",
+    ],
+)
+def test_a_target_outside_the_allow_list_is_one_line_and_no_mlflow_run(tmp_path, target):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    result = run_cli(*FAST, f"model._target_={target}", f"tracking.mlflow.uri={uri}", cwd=tmp_path)
+    assert result.returncode == 1
+    (line,) = [line for line in result.stderr.splitlines() + result.stdout.splitlines() if "[ERROR]" in line]
+    assert line.endswith(
+        f"model._target_={target}: not a callable configs may name: qtrain's models, datasets, "
+        "tasks, schedulers, trackers and torch.optim optimizers (the list: qtrain/targets.py)"
+    )
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # no tracker started
+
+
+def test_every_target_in_the_configs_is_allowed_and_every_allowed_target_exists():
+    from hydra.utils import get_method
+
+    from qtrain.targets import TRUSTED_TARGETS
+
+    named = {
+        line.split("_target_:")[1].strip()
+        for path in CONF.rglob("*.yaml")
+        for line in path.read_text().splitlines()
+        if "_target_:" in line
+    }
+    assert named <= set(TRUSTED_TARGETS), named - set(TRUSTED_TARGETS)
+    for target in TRUSTED_TARGETS:
+        assert callable(get_method(target)), target
