@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 from qtrain import resolvers as _resolvers  # noqa: F401  (${direction:...}, ${len:...} for the configs)
-from qtrain.targets import TRUSTED_TARGETS  # the callables a config's `_target_` may name
 from qtrain.api import compose, train
+from qtrain.targets import TRUSTED_TARGETS  # the callables a config's `_target_` may name
 
 __all__ = ["CONFIG_DIR", "TRUSTED_TARGETS", "compose", "train"]

@@ -7,9 +7,10 @@ import numbers
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError, InterpolationToMissingValueError
 
+from qtrain.config_keys import check_keys
 from qtrain.engine.stages import enabled_stages
 from qtrain.errors import ConfigError
-from qtrain.targets import TRUSTED_TARGETS
+from qtrain.targets import CONFIG_TARGETS
 
 
 def _positive_int(key: str, value) -> None:
@@ -52,11 +53,11 @@ def _check_interpolations(cfg: DictConfig) -> None:
 
 
 def check_targets(config: dict, prefix: str = "") -> None:
-    """Every `_target_` is one of qtrain.targets.TRUSTED_TARGETS: a config (from the command
+    """Every `_target_` is one of qtrain.targets.CONFIG_TARGETS: a config (from the command
     line, or read from a checkpoint someone sent) never names a callable that loads files
     or runs code. Hydra's whitelist refuses them too, with a traceback; this says it in a line."""
     for key, value in config.items():
-        if key == "_target_" and value not in TRUSTED_TARGETS:
+        if key == "_target_" and value not in CONFIG_TARGETS:
             raise ConfigError(
                 f"{prefix}_target_",
                 value,
@@ -69,6 +70,7 @@ def check_targets(config: dict, prefix: str = "") -> None:
 
 def check_config(cfg: DictConfig) -> None:
     check_targets(OmegaConf.to_container(cfg))
+    check_keys(OmegaConf.to_container(cfg))
     _check_interpolations(cfg)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:

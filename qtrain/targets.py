@@ -1,8 +1,13 @@
-"""The callables a config may name as `_target_`: Hydra's execution whitelist, as exact
-entries (a pattern such as `torch.*` also admits `torch.load`, and through module
-attributes `qtrain.export.torch.load`). The same list guards the command line, configs
-read back from checkpoints, predict and Hydra callbacks; none of its entries loads a
-file or runs code it is given. Every `_target_` under conf/ is here (tested)."""
+"""The callables a config may name as `_target_`, as exact entries: a pattern such as
+`torch.*` also admits `torch.load`, and through module attributes
+`qtrain.export.torch.load`. None of them loads a file or runs code it is given.
+CONFIG_TARGETS is checked, in one line, for every `_target_` of a run's config (the
+command line's, or one read back from a checkpoint); every `_target_` under conf/ is
+in it (tested). TRUSTED_TARGETS is Hydra's execution whitelist (Hydra callbacks,
+logging filters, and a second check of the above)."""
+
+import importlib.util
+from pathlib import Path
 
 QTRAIN = (
     "qtrain.data.cifar10.CIFAR10Data",
@@ -46,4 +51,19 @@ OPTIMIZERS = tuple(
     )
 )  # fmt: skip
 
-TRUSTED_TARGETS = QTRAIN + OPTIMIZERS
+CONFIG_TARGETS = QTRAIN + OPTIMIZERS
+
+
+def _timm_model_modules() -> tuple[str, ...]:
+    """timm's model modules as package patterns. Hydra also authorizes what a target
+    returns when it is callable, by its class: a timm model (timm.models.resnet.ResNet).
+    timm's loaders live in its underscore modules (_builder, _helpers, _hub): left out.
+    Found without importing timm, so that `--help` stays fast."""
+    spec = importlib.util.find_spec("timm")
+    if spec is None or not spec.submodule_search_locations:
+        return ()
+    folder = Path(next(iter(spec.submodule_search_locations))) / "models"
+    return tuple(f"timm.models.{path.stem}.*" for path in sorted(folder.glob("*.py")) if not path.stem.startswith("_"))
+
+
+TRUSTED_TARGETS = CONFIG_TARGETS + _timm_model_modules()

@@ -11,9 +11,10 @@ import torch
 import yaml
 from conftest import CONF, ROOT, make_config, run_cli
 from hydra.utils import execution_whitelist, instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from qtrain import TRUSTED_TARGETS
+from qtrain.config_keys import check_keys
 from qtrain.engine.hardware import resolve_device
 from qtrain.errors import ConfigError
 from qtrain.tasks import Task
@@ -40,6 +41,7 @@ def options(group: str) -> list[str]:
 def test_every_option_composes_and_instantiates(group, option):
     override = f"{group}={option}"
     cfg = make_config(override, *REQUIRED.get(override, ["model=cnn_quantum"] if group == "encoder" else []))
+    check_keys(OmegaConf.to_container(cfg))  # every key of every option is one qtrain reads
     with execution_whitelist(TRUSTED_TARGETS):
         if group == "dataset":
             data = instantiate(cfg.dataset)

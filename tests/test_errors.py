@@ -136,25 +136,33 @@ def test_resume_with_other_settings_names_the_ones_to_use(tmp_path):
     run_config(tmp_path / "exported", *FAST, "optimizer.lr=0.003", f"ckpt_path={last}", "export=true")  # and export
 
 
+REFUSED_TARGET = (
+    "not a callable configs may name: qtrain's models, datasets, tasks, schedulers, trackers and torch.optim "
+    "optimizers (the list: qtrain/targets.py)"
+)
+
+
 @pytest.mark.parametrize(
-    "target",
+    "key,target",
     [
-        "os.system",
-        "builtins.eval",
-        "torch.load",  # with weights_only=false it runs a crafted file's code
-        "qtrain.export.torch.load",  # the same callable through a module attribute
-        "torchvision.io.read_file",
+        ("model._target_", "builtins.eval"),
+        ("model._target_", "torch.load"),  # with weights_only=false it runs a crafted file's code
+        ("encoder._target_", "qtrain.export.torch.load"),  # the same callable through a module attribute
+        ("dataset._target_", "torchvision.io.read_file"),
     ],
 )
-def test_a_target_outside_the_allow_list_is_one_line_and_no_mlflow_run(tmp_path, target):
+def test_a_target_outside_the_allow_list_is_refused(tmp_path, key, target):
+    with pytest.raises(ConfigError) as error:
+        run_config(tmp_path, "model=cnn_quantum", "debug=fast", f"{key}={target}")
+    assert str(error.value) == f"{key}={target}: {REFUSED_TARGET}"
+
+
+def test_a_refused_target_is_one_line_and_no_mlflow_run(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    result = run_cli(*FAST, f"model._target_={target}", f"tracking.mlflow.uri={uri}", cwd=tmp_path)
+    result = run_cli(*FAST, "model._target_=os.system", f"tracking.mlflow.uri={uri}", cwd=tmp_path)
     assert result.returncode == 1
-    (line,) = [line for line in result.stderr.splitlines() + result.stdout.splitlines() if "[ERROR]" in line]
-    assert line.endswith(
-        f"model._target_={target}: not a callable configs may name: qtrain's models, datasets, "
-        "tasks, schedulers, trackers and torch.optim optimizers (the list: qtrain/targets.py)"
-    )
+    (line,) = [line for line in (result.stdout + result.stderr).splitlines() if "[ERROR]" in line]
+    assert line.endswith(f"model._target_=os.system: {REFUSED_TARGET}")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "mlflow.db").exists()  # no tracker started
 
@@ -162,7 +170,7 @@ def test_a_target_outside_the_allow_list_is_one_line_and_no_mlflow_run(tmp_path,
 def test_every_target_in_the_configs_is_allowed_and_every_allowed_target_exists():
     from hydra.utils import get_method
 
-    from qtrain.targets import TRUSTED_TARGETS
+    from qtrain.targets import CONFIG_TARGETS
 
     named = {
         line.split("_target_:")[1].strip()
@@ -170,6 +178,40 @@ def test_every_target_in_the_configs_is_allowed_and_every_allowed_target_exists(
         for line in path.read_text().splitlines()
         if "_target_:" in line
     }
-    assert named <= set(TRUSTED_TARGETS), named - set(TRUSTED_TARGETS)
-    for target in TRUSTED_TARGETS:
+    assert named <= set(CONFIG_TARGETS), named - set(CONFIG_TARGETS)
+    for target in CONFIG_TARGETS:
         assert callable(get_method(target)), target
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("+foo=1", "foo=1: not a qtrain setting; accepted: seed, train, test, ckpt_path, export, objective, tracking,"),
+        ("+stages.train.epoch=3", "stages.train.epoch=3: not a stage setting; did you mean stages.train.epochs?"),
+        ("+trainer.limit_epoch=2", "trainer.limit_epoch=2: not a trainer setting; did you mean trainer.limit_epochs?"),
+        ("+hardware.tf33=true", "hardware.tf33=True: not a hardware setting; did you mean hardware.tf32?"),
+        ("+optimizer.foo=1", "optimizer.foo=1: not an argument of torch.optim.Adam; accepted: params, lr, betas,"),
+        ("+optimizer.weight_decy=0.1", "optimizer.weight_decy=0.1: not an argument of torch.optim.Adam; did you mean"),
+        (
+            "+model.quantum.n_qbits=3",
+            (
+                "model.quantum.n_qbits=3: not an argument of qtrain.quantum.layer.QuantumLayer; "
+                "did you mean model.quantum.n_qubits?"
+            ),
+        ),
+    ],
+)
+def test_an_added_key_nothing_reads_is_refused_with_the_nearest_name(tmp_path, override, message):
+    with pytest.raises(ConfigError) as error:
+        run_config(tmp_path, "model=cnn_quantum", "debug=fast", override)
+    assert str(error.value).startswith(message)
+    assert not any(tmp_path.iterdir())  # refused before anything is written
+
+
+def test_a_typo_on_the_command_line_is_one_line_and_no_mlflow_run(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    result = run_cli(*FAST, "+stages.train.epoch=3", f"tracking.mlflow.uri={uri}", cwd=tmp_path)
+    assert result.returncode == 1
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if "[ERROR]" in line]
+    assert len(errors) == 1 and errors[0].endswith("did you mean stages.train.epochs?")
+    assert not (tmp_path / "mlflow.db").exists()

@@ -1,0 +1,80 @@
+"""Every key of a config is one qtrain reads. Hydra refuses a misspelled key it knows
+(`stages.train.epoch=3`: "Did you mean: 'epochs'?"), but a key added with `+` (`+foo=1`,
+`+optimizer.foo=1`, `+stages.train.epoch=3`) would be carried silently, or fail late
+in a constructor. Here each is refused with the nearest accepted name.
+
+The accepted keys: the top-level settings; for a node with a `_target_`, the callable's
+arguments; for the groups without one (stages, trainer, hardware), the keys of their
+reference configs under conf/."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+from pathlib import Path
+
+from hydra.utils import get_method
+from omegaconf import OmegaConf
+
+from qtrain.errors import ConfigError
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+TOP_LEVEL = (
+    "seed", "train", "test", "ckpt_path", "export", "objective", "tracking", "task", "dataset", "encoder", "model",
+    "optimizer", "scheduler", "stages", "trainer", "hardware",
+)  # fmt: skip
+HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
+# Nodes without a `_target_` that a model passes on as keyword arguments.
+PASSED_ON = {"quantum": "qtrain.quantum.layer.QuantumLayer"}
+
+
+@functools.cache
+def reference_keys(group: str) -> tuple[str, ...]:
+    """The keys every option of a target-less group has, from its reference configs
+    (the trainer's: config.yaml's, and `monitor`, which the task sets)."""
+    if group == "stage":
+        return tuple(OmegaConf.load(CONF / "stages" / "single.yaml").train)
+    if group == "hardware":
+        return tuple(OmegaConf.load(CONF / "hardware" / "auto.yaml"))
+    return tuple(OmegaConf.load(CONF / "config.yaml").trainer) + tuple(
+        OmegaConf.load(CONF / "task" / "classification.yaml").trainer
+    )
+
+
+@functools.cache
+def arguments(target: str) -> tuple[str, ...] | None:
+    """The keyword arguments `target` takes; None when it takes any (**kwargs)."""
+    parameters = inspect.signature(get_method(target)).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return tuple(p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL)
+
+
+def check_keys(config: dict) -> None:
+    _refuse_unknown(config, TOP_LEVEL, "", "a qtrain setting")
+    for group in ("trainer", "hardware"):
+        _refuse_unknown(config[group], reference_keys(group), f"{group}.", f"a {group} setting")
+    for name, stage in (config.get("stages") or {}).items():
+        if stage is not None:
+            _refuse_unknown(stage, reference_keys("stage"), f"stages.{name}.", "a stage setting")
+    _check_arguments(config, "")
+
+
+def _check_arguments(node, prefix: str, target: str | None = None) -> None:
+    if not isinstance(node, dict):
+        return
+    target = node.get("_target_", target)
+    accepted = arguments(target) if isinstance(target, str) else None
+    if accepted is not None:
+        _refuse_unknown(node, accepted, prefix, f"an argument of {target}", ignore=HYDRA_KEYS)
+    for key, value in node.items():
+        _check_arguments(value, f"{prefix}{key}.", PASSED_ON.get(key) if "_target_" in node else None)
+
+
+def _refuse_unknown(node: dict, accepted: tuple[str, ...], prefix: str, what: str, ignore: tuple = ()) -> None:
+    for key, value in node.items():
+        if key not in accepted and key not in ignore:
+            nearest = difflib.get_close_matches(key, accepted, n=1)
+            hint = f"did you mean {prefix}{nearest[0]}?" if nearest else f"accepted: {', '.join(accepted)}"
+            raise ConfigError(f"{prefix}{key}", value, f"not {what}; {hint}")
