@@ -23,6 +23,11 @@ def _positive_number(key: str, value) -> None:
         raise ConfigError(key, value, "must be a number > 0")
 
 
+def _non_negative_number(key: str, value) -> None:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or value < 0:
+        raise ConfigError(key, value, "must be a number >= 0")
+
+
 def _fraction(key: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
         raise ConfigError(key, value, "must be a fraction strictly between 0 and 1")
@@ -77,7 +82,10 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(missing[0], "???", f"is required; set it on the command line, e.g. {missing[0]}=...")
     if not isinstance(cfg.stages, DictConfig) or not enabled_stages(cfg.stages):
         raise ConfigError("stages", cfg.stages, "needs at least one stage, e.g. stages=single")
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
+        raise ConfigError("seed", cfg.seed, "must be an integer")
     _positive_number("optimizer.lr", cfg.optimizer.lr)  # before the stages' lr, which default to it
+    _optional(_non_negative_number, "optimizer.weight_decay", cfg.optimizer.get("weight_decay"))
     for name, stage in enabled_stages(cfg.stages).items():
         _positive_int(f"stages.{name}.epochs", stage.epochs)
         _positive_number(f"stages.{name}.lr", stage.lr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -36,8 +37,13 @@ def load_tagged(path: Path, fmt: str, what: str) -> dict:
     not such a `what`: unreadable (damaged, foreign), or of another format."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "GLOBAL" in str(error):  # reading it would run the code it names (weights_only=False): never done
+            raise ValueError(f"not a readable {what}: it holds objects other than tensors and plain values") from None
+        raise ValueError(f"not a readable {what}: damaged, or not a file torch.save wrote") from None
     except Exception as error:  # noqa: BLE001 -- torch raises many types for a damaged or foreign file
-        raise ValueError(f"not a readable {what} ({type(error).__name__}: {error})") from None
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ValueError(f"not a readable {what} ({type(error).__name__}: {reason})") from None
     if not isinstance(saved, dict) or saved.get("format") != fmt:
         raise ValueError(f"not a qtrain {what} (expected format {fmt})")
     return saved

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
+import torch
 from hydra.utils import execution_whitelist, instantiate
 from omegaconf import DictConfig
 
@@ -23,6 +25,8 @@ from qtrain.engine.hardware import (
     seed_everything,
     step_profiler,
 )
+from qtrain.engine.interrupt import StopRequest
+from qtrain.errors import TrainingInterrupted
 from qtrain.export import export_model
 from qtrain.model_info import write_model_info
 from qtrain.tasks import Task
@@ -42,6 +46,9 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     check_config(cfg)
     with process_group(cfg.hardware) as processes:
         run_dir = processes.broadcast(run_dir)  # under torchrun, every rank uses rank 0's directory
+        # Everything that can be refused without training is, before the config tree is
+        # printed and before a tracker opens a run: the checkpoint, the data, the model.
+        parts = _prepare(cfg, processes)
         if processes.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             announce(cfg)
@@ -49,16 +56,24 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
             log.setLevel(logging.WARNING)  # rank 0 reports progress; the others only what goes wrong
         tracker = Trackers([instantiate(t) for t in cfg.tracking.values()]) if processes.is_main else Tracker()
         with tracker.track(cfg, run_dir):
-            metrics = _train_and_test(cfg, run_dir, tracker, processes)
+            metrics = _train_and_test(cfg, run_dir, tracker, processes, parts)
             tracker.log_results(metrics, run_dir)
     return metrics
 
 
-def _train_and_test(cfg: DictConfig, run_dir: Path, tracker: Tracker, processes: ProcessGroup) -> dict[str, float]:
+@dataclasses.dataclass
+class RunParts:
+    checkpoint: dict | None
+    task: Task
+    data: object
+    model: torch.nn.Module
+
+
+def _prepare(cfg: DictConfig, processes: ProcessGroup) -> RunParts:
+    """Seed, read the checkpoint, the task, the data and build the model, in the order
+    (and so with the random draws) of every run."""
     seed_everything(cfg.seed)
     hardware, device = cfg.hardware, processes.device
-    amp = resolve_amp(device, hardware.amp)
-    autocast = autocast_factory(device, amp)
     configure_backends(hardware.deterministic, hardware.cudnn_benchmark, hardware.tf32)
     checkpoint = load_checkpoint(cfg.ckpt_path) if cfg.ckpt_path else None
     if checkpoint is not None and cfg.train:
@@ -70,10 +85,20 @@ def _train_and_test(cfg: DictConfig, run_dir: Path, tracker: Tracker, processes:
     data.setup(device)
     if processes.is_main:
         processes.barrier()
+    model = memory_format(instantiate(cfg.model).to(device), hardware.channels_last)
+    return RunParts(checkpoint, task, data, model)
+
+
+def _train_and_test(
+    cfg: DictConfig, run_dir: Path, tracker: Tracker, processes: ProcessGroup, parts: RunParts
+) -> dict[str, float]:
+    hardware, device = cfg.hardware, processes.device
+    checkpoint, task, data, model = parts.checkpoint, parts.task, parts.data, parts.model
+    amp = resolve_amp(device, hardware.amp)
+    autocast = autocast_factory(device, amp)
     log.info(
         "%s: %d train / %d val / %d test samples", data.name, data.size("train"), data.size("val"), data.size("test")
     )
-    model = memory_format(instantiate(cfg.model).to(device), hardware.channels_last)
     log.info(
         "%s: %s trainable parameters",
         type(model).__name__,
@@ -106,7 +131,11 @@ def _train_and_test(cfg: DictConfig, run_dir: Path, tracker: Tracker, processes:
     if not processes.is_main:
         return processes.broadcast(None)  # rank 0 tests and writes the reports
     if cfg.test:
-        metrics |= report_test_split(trainer, task, data, run_dir)
+        # A stop signal during the test is not lost: the run ends as interrupted (exit 128 + signal).
+        with StopRequest() as stop:
+            metrics |= report_test_split(trainer, task, data, run_dir)
+        if stop.requested:
+            raise TrainingInterrupted(stop.requested, run_dir / "checkpoints" / "last.pt")
     processes.broadcast(metrics)
     reports.write_metrics(run_dir, metrics, trainer.state.stages)
     reports.write_history(run_dir, trainer.state.history)

@@ -299,3 +299,21 @@ def test_image_csv_names_a_missing_image(tmp_path):
     (tmp_path / "images" / "4_left.jpeg").unlink()
     with pytest.raises(ConfigError, match="1 of the CSV's 12 images are not in it, e.g. 4_left"):
         image_csv(tmp_path).setup("cpu")
+
+
+def test_image_folder_with_one_class_is_refused(tmp_path):
+    write_image_folder(tmp_path, classes=("only",))
+    with pytest.raises(ConfigError, match=r"has 1 class \(\['only'\]\); a classifier needs images of at least two"):
+        folder(tmp_path, num_classes=1).setup("cpu")
+
+
+def test_an_unreadable_image_is_named_or_skipped_with_a_warning(tmp_path, caplog):
+    write_image_folder(tmp_path)
+    bad = tmp_path / "b" / "3.png"
+    bad.write_bytes(b"\x89PNG but not really")
+    with pytest.raises(ConfigError, match=rf"{bad} is not a readable image \(1 such files\); .*skip_bad_files=true"):
+        folder(tmp_path).setup("cpu")
+    data = folder(tmp_path, skip_bad_files=True)
+    data.setup("cpu")
+    assert sum(data.size(split) for split in ("train", "val", "test")) == 29
+    assert f"left out 1 unreadable images, e.g. {bad}" in caplog.text

@@ -215,3 +215,48 @@ def test_a_typo_on_the_command_line_is_one_line_and_no_mlflow_run(tmp_path):
     errors = [line for line in (result.stdout + result.stderr).splitlines() if "[ERROR]" in line]
     assert len(errors) == 1 and errors[0].endswith("did you mean stages.train.epochs?")
     assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["model.quantum.feature_map=bogus"], "model.quantum.feature_map=bogus: use one of"),
+        (["model.quantum.n_qubits=0"], "model.quantum.n_qubits=0: must be a positive integer"),
+        (["model.quantum.backend=bogus"], "model.quantum.backend=bogus: use one of torch, qiskit, aer"),
+        (["model.quantum.reps=-1"], "model.quantum.reps=-1: must be an integer >= 0"),
+        (["seed=1.5"], "seed=1.5: must be an integer"),
+        (["optimizer.weight_decay=-1"], "optimizer.weight_decay=-1: must be a number >= 0"),
+        (["ckpt_path=/etc/hostname"], "ckpt_path=/etc/hostname: not a readable checkpoint: damaged, or not a file"),
+        (
+            ["dataset=mnist", "dataset.root=/no/such/dir", "dataset.download=false"],
+            "dataset.root=/no/such/dir: no mnist IDX files",
+        ),
+    ],
+)
+def test_a_refusal_comes_before_the_config_tree_and_any_tracked_run(tmp_path, capsys, overrides, message):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with pytest.raises(ConfigError) as error:
+        run_config(tmp_path / "run", "model=cnn_quantum", "debug=fast", f"tracking.mlflow.uri={uri}", *overrides)
+    assert str(error.value).startswith(message)
+    shown = capsys.readouterr()
+    assert "config" not in shown.err and not shown.out  # no config tree, no summary
+    assert not (tmp_path / "mlflow.db").exists()  # no MLflow run opened for it
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_unread(tmp_path):
+    evil = tmp_path / "last.pt"
+    marker = tmp_path / "ran"
+    torch.save({"format": "qtrain-checkpoint/4", "payload": RunsCode(marker)}, evil)
+    with pytest.raises(ConfigError, match="it holds objects other than tensors and plain values"):
+        run_config(tmp_path / "run", *FAST, f"ckpt_path={evil}")
+    assert not marker.exists()
+
+
+class RunsCode:
+    """An object whose unpickling would create `marker`."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))

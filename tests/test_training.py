@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import signal
 
 import pytest
@@ -14,6 +15,7 @@ from qtrain.engine.checkpoint import load_checkpoint, save_checkpoint
 from qtrain.engine.hardware import configure_backends, memory_format, resolve_amp
 from qtrain.errors import TrainingInterrupted
 from qtrain.models.simple_cnn import SimpleCNN
+from qtrain.tracking.tracker import Trackers
 
 # Deterministic CPU runs of a few batches per epoch on digits.
 SHORT = [
@@ -207,3 +209,36 @@ def test_channels_last_trains_nhwc_weights_to_the_same_result(tmp_path):
 def test_tf32_setting_reaches_matmuls_and_convolutions(tf32):
     configure_backends(deterministic=False, cudnn_benchmark=False, tf32=tf32)
     assert torch.backends.cuda.matmul.allow_tf32 is tf32 and torch.backends.cudnn.allow_tf32 is tf32
+
+
+def test_a_signal_while_the_last_checkpoint_is_written_is_not_lost_and_resumes_exactly(tmp_path, monkeypatch):
+    straight = run_config(tmp_path / "straight", *SHORT)
+    last_epoch = len(read_history(tmp_path / "straight"))
+
+    def signal_at_the_last_epoch_end(self, row):  # runs just before last.pt is written
+        if row["epoch"] == last_epoch:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(Trackers, "log_epoch", signal_at_the_last_epoch_end)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        run_config(tmp_path / "cut", *SHORT)
+    monkeypatch.undo()
+    assert not (tmp_path / "cut" / "metrics.json").exists()  # not tested: it stopped
+    resumed = run_config(tmp_path / "resumed", *SHORT, f"ckpt_path={stopped.value.checkpoint}")
+    assert resumed["test/acc"] == straight["test/acc"]
+
+
+def test_a_signal_during_the_final_test_ends_the_run_as_interrupted(tmp_path, monkeypatch):
+    from qtrain import run
+
+    original = run.report_test_split
+
+    def signal_then_test(*args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return original(*args)
+
+    monkeypatch.setattr(run, "report_test_split", signal_then_test)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        run_config(tmp_path, *SHORT)
+    assert stopped.value.signum == signal.SIGTERM
+    assert stopped.value.checkpoint == tmp_path / "checkpoints" / "last.pt"

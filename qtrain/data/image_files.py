@@ -9,6 +9,7 @@ and seeded.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from torchvision.transforms import v2
 
 from qtrain.data.batches import epoch_permutation, shard_order
 from qtrain.data.image_data import ImageData
+from qtrain.errors import ConfigError
+
+log = logging.getLogger("qtrain")
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -47,6 +51,14 @@ class LabeledImages(Dataset):
         path, label = self.samples[index]
         with Image.open(path) as image:
             return self.transform(image.convert("RGB")), label
+
+
+def _opens(path: Path) -> bool:
+    try:
+        with Image.open(path):
+            return True
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
 
 
 class PassOrder(Sampler[int]):
@@ -85,9 +97,11 @@ class ImageFilesData(ImageData):
         num_workers: int = 0,
         pin_memory: bool = False,
         persistent_workers: bool = True,
+        skip_bad_files: bool = False,
         **keys,
     ):
         super().__init__(**keys)
+        self.skip_bad_files = skip_bad_files
         self.mean, self.std = list(mean)[: self.in_channels], list(std)[: self.in_channels]
         self.num_workers, self.pin_memory, self.persistent_workers = num_workers, pin_memory, persistent_workers
         self.splits: dict[str, LabeledImages] = {}
@@ -98,8 +112,15 @@ class ImageFilesData(ImageData):
 
     def setup(self, device: torch.device | str = "cpu") -> None:
         found = self.read_samples()
+        if len(found.class_names) < 2:
+            raise ConfigError(
+                "dataset.root",
+                self.root,
+                f"has {len(found.class_names)} class ({found.class_names}); a classifier "
+                "needs images of at least two classes",
+            )
         self.set_classes(found.class_names)
-        samples = dict(found.samples)
+        samples = {split: self._readable(split_samples) for split, split_samples in found.samples.items()}
         for split, fraction in (("test", self.test_fraction), ("val", self.val_fraction)):
             if split not in samples:
                 samples["train"], samples[split] = train_test_split(
@@ -113,6 +134,22 @@ class ImageFilesData(ImageData):
         evaluate = image_transform(self.in_channels, self.image_size, self.mean, self.std)
         self.splits = {split: LabeledImages(s, train if split == "train" else evaluate) for split, s in samples.items()}
         self.loaders = {split: self._loader(dataset) for split, dataset in self.splits.items()}
+
+    def _readable(self, samples: list[Sample]) -> list[Sample]:
+        """The samples whose file PIL can open (it reads the header only), checked before
+        training; an unreadable one is refused with its path, or with
+        dataset.skip_bad_files=true left out with a warning."""
+        bad = [path for path, _ in samples if not _opens(path)]
+        if bad and not self.skip_bad_files:
+            raise ConfigError(
+                "dataset.root",
+                self.root,
+                f"{bad[0]} is not a readable image ({len(bad)} such files); remove them "
+                "or set dataset.skip_bad_files=true",
+            )
+        if bad:
+            log.warning("dataset.skip_bad_files: left out %d unreadable images, e.g. %s", len(bad), bad[0])
+        return [sample for sample in samples if sample[0] not in set(bad)]
 
     def size(self, split: str) -> int:
         return len(self.splits[split])

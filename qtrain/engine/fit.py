@@ -164,6 +164,8 @@ class Trainer:
             for index, stage in enumerate(self.stages):
                 if index >= self.state.stage_index:
                     self._run_stage(index, stage, stop)
+            if stop.poll():  # a signal after the last step's check, e.g. while the last checkpoint was written
+                raise TrainingInterrupted(stop.requested, self.checkpoints / "last.pt")
 
     def _epochs(self, stage: Stage) -> int:
         limit = self.settings.limit_epochs

@@ -64,6 +64,9 @@ def build_circuit(
         raise ConfigError("model.quantum.n_qubits", n_qubits, "must be a positive integer")
     if feature_map == "zz" and n_qubits < 2:
         raise ConfigError("model.quantum.feature_map", feature_map, "zz needs at least 2 qubits; use z or angle_ry")
+    for key, value, least in (("reps", reps, 0), ("feature_map_reps", feature_map_reps, 1), ("reupload", reupload, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ConfigError(f"model.quantum.{key}", value, f"must be an integer >= {least}")
     encoder = FEATURE_MAPS[feature_map](n_qubits, feature_map_reps, entanglement)
     inputs = list(encoder.parameters)
     circuit = QuantumCircuit(n_qubits)
