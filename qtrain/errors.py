@@ -1,7 +1,9 @@
 """Why a run ends early: a user's mistake, a diverged loss, or a stop signal.
 Each is reported as one line, never a traceback (unless HYDRA_FULL_ERROR=1)."""
 
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 from hydra.errors import CompactHydraException
 
@@ -13,6 +15,13 @@ class ConfigError(CompactHydraException):
     def __init__(self, key: str, value: object, accepted: str):
         super().__init__(f"{key}={value}: {accepted}")
         self.key = key
+
+
+def refuse_in_callback(error: ConfigError) -> NoReturn:
+    """A Hydra callback's refusal. Hydra turns a callback's exceptions into warnings and
+    goes on, so the callback prints the one line itself and exits (code 1)."""
+    print(error, file=sys.stderr)
+    raise SystemExit(1)
 
 
 class TrainingDiverged(CompactHydraException):

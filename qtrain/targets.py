@@ -31,6 +31,7 @@ QTRAIN = (
     "qtrain.models.timm_models.create_timm_model",
     "qtrain.models.timm_models.resnet",
     "qtrain.models.timm_models.vit",
+    "qtrain.run_directory.RunDirectoryCallback",
     "qtrain.sweep.sampler.TrialSeededTPESampler",
     "qtrain.sweep.storage.OptunaStorageCallback",
     "qtrain.tasks.Classification",

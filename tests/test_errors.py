@@ -260,3 +260,33 @@ class RunsCode:
 
     def __reduce__(self):
         return (open, (self.marker, "w"))
+
+
+def test_a_folder_holding_a_run_is_refused_and_left_as_it_was(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_cli(*FAST, f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
+    before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    again = run_cli(*FAST, "optimizer.lr=0.5", f"hydra.run.dir={run_dir}", f"tracking.mlflow.uri={uri}", cwd=tmp_path)
+    assert again.returncode == 1
+    assert again.stderr.strip().splitlines()[-1] == (
+        f"hydra.run.dir={run_dir}: already holds a run, which would be overwritten; give a new folder "
+        "(resume: ckpt_path=...)"
+    )
+    assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_run_folder_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "taken").write_text("a file")
+    result = run_cli(*FAST, f"hydra.run.dir={tmp_path / 'taken'}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith(f"hydra.run.dir={tmp_path / 'taken'}: is a file; give a folder for the run")
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
+    command = [sys.executable, "-m", "qtrain", *FAST, "tracking=none", "stages.train.epochs=1"]
+    runs = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in "ab"]
+    assert [run.wait(timeout=240) for run in runs] == [0, 0]
+    folders = sorted(path.parent for path in (tmp_path / "outputs").rglob("metrics.json"))
+    assert len(folders) == 2 and folders[0] != folders[1]

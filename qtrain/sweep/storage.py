@@ -16,7 +16,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from qtrain.errors import ConfigError
+from qtrain.errors import ConfigError, refuse_in_callback
 from qtrain.tracking.redact import redact
 
 log = logging.getLogger("qtrain")
@@ -53,4 +53,7 @@ class OptunaStorageCallback(Callback):
         if url:
             if url.startswith("sqlite:///"):
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            create_storage(url)
+            try:
+                create_storage(url)
+            except ConfigError as error:
+                refuse_in_callback(error)

@@ -1,0 +1,44 @@
+"""A run directory holds one run. Hydra would write a new run's `.hydra/` record and log
+into a folder that already holds one (`hydra.run.dir=` reused, or two runs started in
+the same second), and the new run would overwrite the old one's files. This callback
+refuses such a folder before Hydra writes anything to it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from qtrain.errors import ConfigError, refuse_in_callback
+
+RUN_MARKERS = (".hydra", "qtrain.log", "metrics.json", "checkpoints", "multirun.yaml")
+
+
+def holds_a_run(folder: Path) -> bool:
+    return any((folder / marker).exists() for marker in RUN_MARKERS)
+
+
+def check_fresh(key: str, folder: str) -> None:
+    path = Path(folder)
+    if path.is_file():
+        raise ConfigError(key, folder, "is a file; give a folder for the run")
+    if holds_a_run(path):
+        raise ConfigError(
+            key, folder, "already holds a run, which would be overwritten; give a new folder (resume: ckpt_path=...)"
+        )
+
+
+class RunDirectoryCallback(Callback):
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_fresh("hydra.run.dir", config.hydra.run.dir)
+        except ConfigError as error:
+            refuse_in_callback(error)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_fresh("hydra.sweep.dir", config.hydra.sweep.dir)
+        except ConfigError as error:
+            refuse_in_callback(error)
