@@ -139,17 +139,17 @@ class ImageFilesData(ImageData):
         """The samples whose file PIL can open (it reads the header only), checked before
         training; an unreadable one is refused with its path, or with
         dataset.skip_bad_files=true left out with a warning."""
-        bad = [path for path, _ in samples if not _opens(path)]
+        bad = {path for path, _ in samples if not _opens(path)}
         if bad and not self.skip_bad_files:
             raise ConfigError(
                 "dataset.root",
                 self.root,
-                f"{bad[0]} is not a readable image ({len(bad)} such files); remove them "
+                f"{min(bad)} is not a readable image ({len(bad)} such files); remove them "
                 "or set dataset.skip_bad_files=true",
             )
         if bad:
-            log.warning("dataset.skip_bad_files: left out %d unreadable images, e.g. %s", len(bad), bad[0])
-        return [sample for sample in samples if sample[0] not in set(bad)]
+            log.warning("dataset.skip_bad_files: left out %d unreadable images, e.g. %s", len(bad), min(bad))
+        return [sample for sample in samples if sample[0] not in bad]
 
     def size(self, split: str) -> int:
         return len(self.splits[split])
