@@ -123,6 +123,15 @@ def flatten(config: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
+def extension_keys(cfg: DictConfig, saved: dict) -> tuple[str, ...]:
+    """What a resume may change to take a run further: each stage's length, and stages
+    added after the saved ones (the saved stages first, in their order)."""
+    before = [name for name, stage in (saved.get("stages") or {}).items() if stage is not None]
+    now = list(enabled_stages(cfg.stages))
+    added = now[len(before) :] if now[: len(before)] == before else []
+    return tuple(f"stages.{name}.epochs" for name in before) + tuple(f"stages.{name}." for name in added)
+
+
 def check_resumable(cfg: DictConfig, saved: dict, ckpt_path: str) -> None:
     """Resuming continues the saved run, so what it learns from must be what it learned from."""
     now = flatten(OmegaConf.to_container(cfg, resolve=True))
@@ -130,7 +139,7 @@ def check_resumable(cfg: DictConfig, saved: dict, ckpt_path: str) -> None:
     changed = sorted(
         key
         for key in now.keys() | before.keys()
-        if not key.startswith(PER_INVOCATION) and now.get(key) != before.get(key)
+        if not key.startswith(PER_INVOCATION + extension_keys(cfg, saved)) and now.get(key) != before.get(key)
     )
     if changed:
         overrides = " ".join(f"{key}={before.get(key)}" for key in changed)

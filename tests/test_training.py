@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import signal
 
@@ -13,7 +14,7 @@ from conftest import final_weights, interrupt_after, read_history, run_config, w
 
 from qtrain.engine.checkpoint import load_checkpoint, save_checkpoint
 from qtrain.engine.hardware import configure_backends, memory_format, resolve_amp
-from qtrain.errors import TrainingInterrupted
+from qtrain.errors import ConfigError, TrainingInterrupted
 from qtrain.models.simple_cnn import SimpleCNN
 from qtrain.tracking.tracker import Trackers
 
@@ -242,3 +243,19 @@ def test_a_signal_during_the_final_test_ends_the_run_as_interrupted(tmp_path, mo
         run_config(tmp_path, *SHORT)
     assert stopped.value.signum == signal.SIGTERM
     assert stopped.value.checkpoint == tmp_path / "checkpoints" / "last.pt"
+
+
+def test_a_finished_run_resumed_with_more_epochs_goes_on_with_the_schedule_planned_anew(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="qtrain")
+    run_config(tmp_path / "two", *SHORT, "stages.train.epochs=2")
+    run_config(tmp_path / "four", *SHORT, "stages.train.epochs=4")
+    last = tmp_path / "two" / "checkpoints" / "last.pt"
+    run_config(tmp_path / "more", *SHORT, "stages.train.epochs=4", f"ckpt_path={last}")
+    history, straight = read_history(tmp_path / "more"), read_history(tmp_path / "four")
+    assert [int(row["epoch"]) for row in history] == [1, 2, 3, 4]
+    # Epochs 3 and 4 follow the 4-epoch schedule, as if it had been planned from the start.
+    assert [float(row["lr"]) for row in history[2:]] == pytest.approx([float(row["lr"]) for row in straight[2:]])
+    assert [row["step"] for row in history[2:]] == [row["step"] for row in straight[2:]]
+    assert "stage train: 4 epochs instead of 2: the learning-rate schedule is planned anew" in caplog.text
+    with pytest.raises(ConfigError, match="the checkpoint's run used other settings"):
+        run_config(tmp_path / "other", *SHORT, "stages.train.epochs=4", "optimizer.lr=1e-2", f"ckpt_path={last}")

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -119,6 +120,18 @@ class Trainer:
             self.resume_from = checkpoint
             restore_rng_states(checkpoint["rng"])
             self._adopt_best(Path(path).expanduser().with_name("best.pt"))
+            self._reopen_lengthened_stage(checkpoint)
+
+    def _reopen_lengthened_stage(self, checkpoint: dict) -> None:
+        """A run that finished a stage and is resumed with more epochs for it goes on in
+        that stage (from the weights it ended with: its best), rather than past it."""
+        index = checkpoint["optimizer_stage"]
+        if self.state.stage_index != index + 1 or index >= len(self.stages):
+            return  # interrupted inside a stage, which simply runs to its (new) length
+        stage, saved = self.stages[index], checkpoint["config"]["stages"][self.stages[index].name]
+        if self._epochs(stage) > self.state.epoch and stage.epochs > saved["epochs"]:
+            self.state.stage_index = index
+            self.state.stages.pop()
 
     def _adopt_best(self, best: Path) -> None:
         """A resumed run carries on the interrupted run's best.pt (the reference for
@@ -214,7 +227,20 @@ class Trainer:
         self.options.step_scheduler = not isinstance(scheduler, ReduceLROnPlateau)
         if self.resume_from is not None and self.resume_from["optimizer_stage"] == index:
             optimizer.load_state_dict(self.resume_from["optimizer"])
-            scheduler.load_state_dict(self.resume_from["scheduler"])
+            planned = self.resume_from["config"]["stages"][name]["epochs"]
+            if planned != stage.epochs and self.options.step_scheduler:
+                replan_schedule(scheduler, self.resume_from["scheduler"]["last_epoch"])
+                log.info(
+                    "stage %s: %d epochs instead of %d: the learning-rate schedule is planned anew for the new "
+                    "length, at its step %d (lr %.2e)",
+                    name,
+                    stage.epochs,
+                    planned,
+                    scheduler.last_epoch,
+                    optimizer.param_groups[0]["lr"],
+                )
+            else:
+                scheduler.load_state_dict(self.resume_from["scheduler"])
             self.options.scaler.load_state_dict(self.resume_from["scaler"])
             self.resume_from = None
         else:
@@ -382,3 +408,15 @@ def _bar_text(progress: EpochProgress, score: str) -> str:
         f"loss {metrics['train/loss']:.4f}  {score} {metrics[f'train/{score}']:.3f}  "
         f"{progress.samples_per_s:,.0f} samples/s"
     )
+
+
+def replan_schedule(scheduler, steps: int) -> None:
+    """Bring a new schedule (built for the stage's new length) to the step training
+    stands at: the learning rate of a run planned with that length from the start."""
+    # From the schedule's first value: the optimizer state just loaded holds the old plan's.
+    for group, lr in zip(scheduler.optimizer.param_groups, scheduler.get_last_lr(), strict=True):
+        group["lr"] = lr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "lr_scheduler.step() before optimizer.step()"
+        for _ in range(steps):
+            scheduler.step()
