@@ -132,14 +132,21 @@ def extension_keys(cfg: DictConfig, saved: dict) -> tuple[str, ...]:
     return tuple(f"stages.{name}.epochs" for name in before) + tuple(f"stages.{name}." for name in added)
 
 
+def _is_extension(key: str, extension: tuple[str, ...]) -> bool:
+    """`key` is one of the extension's keys (an added stage's own key is `stages.<name>`
+    in a checkpoint that held it as null)."""
+    return key.startswith(extension) or f"{key}." in extension
+
+
 def check_resumable(cfg: DictConfig, saved: dict, ckpt_path: str) -> None:
     """Resuming continues the saved run, so what it learns from must be what it learned from."""
     now = flatten(OmegaConf.to_container(cfg, resolve=True))
     before = flatten(saved)
+    extension = extension_keys(cfg, saved)
     changed = sorted(
         key
         for key in now.keys() | before.keys()
-        if not key.startswith(PER_INVOCATION + extension_keys(cfg, saved)) and now.get(key) != before.get(key)
+        if not key.startswith(PER_INVOCATION) and not _is_extension(key, extension) and now.get(key) != before.get(key)
     )
     if changed:
         overrides = " ".join(f"{key}={before.get(key)}" for key in changed)

@@ -155,3 +155,15 @@ def test_heads_train_later_on_exported_features(tmp_path):
         ConfigError, match="dataset.num_features=8: .*features.pt holds 16; set dataset.num_features=16"
     ):
         run_config(tmp_path / "bad", *common, "dataset.num_features=8")
+
+
+def test_a_run_resumed_with_stages_added_after_its_own_trains_them(tmp_path):
+    first_only = ["stages.quantum=null", "stages.ensemble=null"]
+    run_config(tmp_path / "classical", *STAGED, *first_only)
+    last = tmp_path / "classical" / "checkpoints" / "last.pt"
+    metrics = run_config(tmp_path / "all", *STAGED, f"ckpt_path={last}")
+    stages = json.loads((tmp_path / "all" / "metrics.json").read_text())["stages"]
+    assert [stage["name"] for stage in stages] == ["classical", "quantum", "ensemble"]
+    assert "test/acc" in metrics
+    with pytest.raises(ConfigError, match="the checkpoint's run used other settings"):  # only after its own
+        run_config(tmp_path / "reordered", *STAGED, "stages.classical=null", f"ckpt_path={last}")
