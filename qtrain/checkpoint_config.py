@@ -24,7 +24,18 @@ from qtrain import CONFIG_DIR
 EXPERIMENT_GROUPS = ("task", "dataset", "encoder", "model", "optimizer", "scheduler", "stages")
 # Keys of a run's config that belong to the invocation, not to the experiment (a resume may
 # change fewer: qtrain.config_checks.PER_INVOCATION).
-PER_INVOCATION = ("hardware", "tracking", "trainer", "train", "test", "ckpt_path", "export", "debug", "hydra")
+PER_INVOCATION = (
+    "hardware",
+    "tracking",
+    "trainer",
+    "train",
+    "test",
+    "ckpt_path",
+    "init_from",
+    "export",
+    "debug",
+    "hydra",
+)
 NAME = "checkpoint"
 
 

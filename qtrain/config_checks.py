@@ -101,6 +101,10 @@ def check_config(cfg: DictConfig) -> None:
         _optional(_positive_int, f"trainer.{key}", trainer[key])
     if trainer.monitor_mode not in ("max", "min"):
         raise ConfigError("trainer.monitor_mode", trainer.monitor_mode, "use max or min")
+    if cfg.init_from and cfg.ckpt_path:
+        raise ConfigError(
+            "init_from", cfg.init_from, "starts a new run from a checkpoint's weights; ckpt_path resumes one: give one"
+        )
     if not cfg.train and not cfg.ckpt_path:
         raise ConfigError(
             "ckpt_path", None, "train=false evaluates a checkpoint: give ckpt_path=<run>/checkpoints/best.pt"
@@ -109,7 +113,9 @@ def check_config(cfg: DictConfig) -> None:
 
 # Keys that may change between a run and its resumption: how and where it runs, not what it learns.
 # (An evaluation takes more from its invocation: qtrain.checkpoint_config.)
-PER_INVOCATION = ("ckpt_path", "train", "test", "export", "objective", "hardware.", "tracking.", "trainer.progress")
+PER_INVOCATION = (
+    "ckpt_path", "init_from", "train", "test", "export", "objective", "hardware.", "tracking.", "trainer.progress",
+)  # fmt: skip
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, object]:

@@ -21,7 +21,7 @@ from qtrain.errors import ConfigError
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 TOP_LEVEL = (
-    "seed", "train", "test", "ckpt_path", "export", "objective", "tracking", "task", "dataset", "encoder", "model",
+    "seed", "train", "test", "ckpt_path", "init_from", "export", "objective", "tracking", "task", "dataset", "encoder", "model",
     "optimizer", "scheduler", "stages", "trainer", "hardware",
 )  # fmt: skip
 HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")

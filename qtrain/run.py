@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from qtrain import TRUSTED_TARGETS, reports
 from qtrain.config_checks import check_config, check_resumable
-from qtrain.engine.checkpoint import load_checkpoint
+from qtrain.engine.checkpoint import load_checkpoint, load_weights
 from qtrain.engine.distributed import ProcessGroup, process_group
 from qtrain.engine.fit import Trainer
 from qtrain.engine.hardware import (
@@ -86,6 +86,8 @@ def _prepare(cfg: DictConfig, processes: ProcessGroup) -> RunParts:
     if processes.is_main:
         processes.barrier()
     model = memory_format(instantiate(cfg.model).to(device), hardware.channels_last)
+    if cfg.init_from:
+        load_weights(model, load_checkpoint(cfg.init_from, key="init_from"), "init_from", cfg.init_from)
     return RunParts(checkpoint, task, data, model)
 
 

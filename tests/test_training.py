@@ -259,3 +259,16 @@ def test_a_finished_run_resumed_with_more_epochs_goes_on_with_the_schedule_plann
     assert "stage train: 4 epochs instead of 2: the learning-rate schedule is planned anew" in caplog.text
     with pytest.raises(ConfigError, match="the checkpoint's run used other settings"):
         run_config(tmp_path / "other", *SHORT, "stages.train.epochs=4", "optimizer.lr=1e-2", f"ckpt_path={last}")
+
+
+def test_init_from_starts_a_new_run_from_a_checkpoints_weights(tmp_path):
+    trained = run_config(tmp_path / "trained", *SHORT)
+    best = tmp_path / "trained" / "checkpoints" / "best.pt"
+    # Other settings, a fresh optimizer; with a vanishing lr the weights stay the checkpoint's.
+    tuned = run_config(tmp_path / "tuned", *SHORT, f"init_from={best}", "stages.train.epochs=1", "optimizer.lr=1e-12")
+    assert tuned["test/acc"] == trained["test/acc"]
+    assert len(read_history(tmp_path / "tuned")) == 1  # a new run: its own history
+    with pytest.raises(ConfigError, match=f"init_from={best}: its weights do not fit this model"):
+        run_config(tmp_path / "other", *SHORT, "model=cnn_quantum", f"init_from={best}")
+    with pytest.raises(ConfigError, match="init_from=.*ckpt_path resumes one: give one"):
+        run_config(tmp_path / "both", *SHORT, f"init_from={best}", f"ckpt_path={best}")

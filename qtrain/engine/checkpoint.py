@@ -29,6 +29,16 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
         raise ConfigError(key, path, str(why)) from None
 
 
+def load_weights(model, checkpoint: dict, key: str, path) -> None:
+    """The checkpoint's weights into `model`, refused in one line when they do not fit."""
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as error:
+        saved = checkpoint["config"]["model"]["_target_"]
+        first_line = str(error).splitlines()[0]
+        raise ConfigError(key, path, f"its weights do not fit this model (saved from {saved}): {first_line}") from None
+
+
 def copy_checkpoint(source: Path, target: Path) -> None:
     with atomic_write(target) as f, open(source, "rb") as original:
         shutil.copyfileobj(original, f)

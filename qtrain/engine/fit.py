@@ -24,6 +24,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from qtrain.data.features import FeatureData, compute_features
 from qtrain.engine.checkpoint import (
     copy_checkpoint,
+    load_weights,
     prune_epoch_checkpoints,
     restore_rng_states,
     rng_states,
@@ -107,14 +108,7 @@ class Trainer:
     def restore(self, checkpoint: dict, path: str, weights_only: bool) -> None:
         """Load a checkpoint's weights; unless `weights_only`, also where training stood
         (the optimizer and scheduler are restored when their stage starts)."""
-        try:
-            self.model.load_state_dict(checkpoint["model"])
-        except RuntimeError as error:
-            saved = checkpoint["config"]["model"]["_target_"]
-            first_line = str(error).splitlines()[0]
-            raise ConfigError(
-                "ckpt_path", path, f"its weights do not fit this model (saved from {saved}): {first_line}"
-            ) from None
+        load_weights(self.model, checkpoint, "ckpt_path", path)
         self.state = TrainState(**checkpoint["state"])
         if not weights_only:
             self.resume_from = checkpoint
