@@ -186,7 +186,10 @@ def test_every_target_in_the_configs_is_allowed_and_every_allowed_target_exists(
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("+foo=1", "foo=1: not a qtrain setting; accepted: seed, train, test, ckpt_path, export, objective, tracking,"),
+        (
+            "+foo=1",
+            "foo=1: not a qtrain setting; accepted: seed, train, test, ckpt_path, init_from, export, objective,",
+        ),
         ("+stages.train.epoch=3", "stages.train.epoch=3: not a stage setting; did you mean stages.train.epochs?"),
         ("+trainer.limit_epoch=2", "trainer.limit_epoch=2: not a trainer setting; did you mean trainer.limit_epochs?"),
         ("+hardware.tf33=true", "hardware.tf33=True: not a hardware setting; did you mean hardware.tf32?"),
