@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import final_weights, interrupt_after, read_history, run_config, write_mnist_folder
 
+from qtrain.engine import fit
 from qtrain.engine.checkpoint import load_checkpoint, save_checkpoint
 from qtrain.engine.hardware import configure_backends, memory_format, resolve_amp
 from qtrain.errors import ConfigError, TrainingInterrupted
@@ -272,3 +273,32 @@ def test_init_from_starts_a_new_run_from_a_checkpoints_weights(tmp_path):
         run_config(tmp_path / "other", *SHORT, "model=cnn_quantum", f"init_from={best}")
     with pytest.raises(ConfigError, match="init_from=.*ckpt_path resumes one: give one"):
         run_config(tmp_path / "both", *SHORT, f"init_from={best}", f"ckpt_path={best}")
+
+
+class Killed(BaseException):
+    """A kill between two checkpoint writes (nothing in qtrain handles it)."""
+
+
+# Every epoch of SHORT improves, so each writes two copies: stage_<name>_best.pt, then last.pt (and
+# before the reordering: last.pt, then best.pt). Copies 5 and 6 are the last epoch's: a kill there
+# once left a best.pt one epoch stale that the resumed run tested.
+@pytest.mark.parametrize("copy", [5, 6])
+def test_a_kill_between_checkpoint_writes_leaves_a_pair_that_resumes_exactly(tmp_path, monkeypatch, copy):
+    straight = run_config(tmp_path / "straight", *SHORT)
+    original, calls = fit.copy_checkpoint, []
+
+    def copy_or_die(source, target):
+        calls.append(target.name)
+        if len(calls) == copy:
+            raise Killed
+        original(source, target)
+
+    monkeypatch.setattr(fit, "copy_checkpoint", copy_or_die)
+    with pytest.raises(Killed):
+        run_config(tmp_path / "cut", *SHORT)
+    monkeypatch.undo()
+    assert not list((tmp_path / "cut").rglob("*.tmp"))
+    resumed = run_config(tmp_path / "resumed", *SHORT, f"ckpt_path={tmp_path / 'cut' / 'checkpoints' / 'last.pt'}")
+    assert resumed["test/acc"] == straight["test/acc"]
+    straight_weights, resumed_weights = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
+    assert all(torch.equal(straight_weights[k], resumed_weights[k]) for k in straight_weights)

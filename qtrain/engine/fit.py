@@ -341,10 +341,16 @@ class Trainer:
         state.history.append(row)
         self.on_epoch_end(row)
         # One serialization per epoch; best.pt, stage_<name>_best.pt and epoch_NNNN.pt are that same state.
-        last = self._save("last.pt", optimizer, scheduler, state.stage_index)
-        if improved_stage and self.processes.is_main:
-            copy_checkpoint(last, self.checkpoints / "best.pt")
-            copy_checkpoint(last, self.checkpoints / f"stage_{stage_name}_best.pt")
+        # last.pt comes last: a crash before it leaves the previous last.pt, whose resume replays this
+        # epoch; after it, the best files already hold what last.pt says is the best.
+        if improved_stage:
+            best = self._save("best.pt", optimizer, scheduler, state.stage_index)
+            if self.processes.is_main:
+                copy_checkpoint(best, self.checkpoints / f"stage_{stage_name}_best.pt")
+                copy_checkpoint(best, self.checkpoints / "last.pt")
+            last = self.checkpoints / "last.pt"
+        else:
+            last = self._save("last.pt", optimizer, scheduler, state.stage_index)
         if settings.keep_epoch_checkpoints and self.processes.is_main:
             copy_checkpoint(last, self.checkpoints / f"epoch_{len(state.history):04d}.pt")
             prune_epoch_checkpoints(self.checkpoints, settings.keep_epoch_checkpoints)
