@@ -21,6 +21,7 @@ def holds_a_run(folder: Path) -> bool:
 
 
 def check_fresh(key: str, folder: str) -> None:
+    """`folder` can take a new run: not a file, not a run's folder, and writable."""
     path = Path(folder)
     if path.is_file():
         raise ConfigError(key, folder, "is a file; give a folder for the run")
@@ -28,6 +29,13 @@ def check_fresh(key: str, folder: str) -> None:
         raise ConfigError(
             key, folder, "already holds a run, which would be overwritten; give a new folder (resume: ckpt_path=...)"
         )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".qtrain-write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:  # read-only, no permission, a full disk, a file on the way
+        raise ConfigError(key, folder, f"cannot write there ({type(error).__name__}: {error.strerror})") from None
 
 
 class RunDirectoryCallback(Callback):

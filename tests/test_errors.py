@@ -293,3 +293,12 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
     assert [run.wait(timeout=240) for run in runs] == [0, 0]
     folders = sorted(path.parent for path in (tmp_path / "outputs").rglob("metrics.json"))
     assert len(folders) == 2 and folders[0] != folders[1]
+
+
+def test_a_run_folder_that_cannot_be_written_is_refused_in_one_line(tmp_path):
+    (tmp_path / "file").write_text("a file on the way")
+    result = run_cli(*FAST, f"hydra.run.dir={tmp_path / 'file' / 'run'}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"hydra.run.dir={tmp_path / 'file' / 'run'}: cannot write there (NotADirectoryError: Not a directory)"
+    )
