@@ -287,6 +287,7 @@ def test_a_run_folder_that_is_a_file_is_refused(tmp_path):
     assert result.stderr.strip().endswith(f"hydra.run.dir={tmp_path / 'taken'}: is a file; give a folder for the run")
 
 
+@pytest.mark.slow  # two full CLI runs
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
     command = [sys.executable, "-m", "qtrain", *FAST, "tracking=none", "stages.train.epochs=1"]
     runs = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in "ab"]

@@ -60,6 +60,7 @@ def test_tensorboard_logs_each_epoch_the_final_metrics_and_the_plots(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
 
 
+@pytest.mark.slow  # a CLI run with both trackers (the fast tier runs each alone)
 def test_both_trackers_log_one_mlflow_run_and_the_event_files(tmp_path):
     uri = f"sqlite:///{tmp_path}/both.db"
     run_dir = train(tmp_path, "[mlflow,tensorboard]", f"tracking.mlflow.uri={uri}")

@@ -360,6 +360,7 @@ def test_passwords_in_urls_are_redacted_in_params(tmp_path):
     assert not any("s3cret" in value for value in params.values())
 
 
+@pytest.mark.slow  # a CLI run that waits out an unreachable server
 def test_a_password_in_the_tracking_uri_reaches_no_log(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli(
