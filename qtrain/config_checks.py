@@ -74,8 +74,9 @@ def check_targets(config: dict, prefix: str = "") -> None:
 
 
 def check_config(cfg: DictConfig) -> None:
-    check_targets(OmegaConf.to_container(cfg))
-    check_keys(OmegaConf.to_container(cfg))
+    raw = OmegaConf.to_container(cfg)
+    check_targets(raw)
+    check_keys(raw)
     _check_interpolations(cfg)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:

@@ -17,9 +17,10 @@ from pathlib import Path
 from hydra.utils import get_method
 from omegaconf import OmegaConf
 
+from qtrain import CONFIG_DIR
 from qtrain.errors import ConfigError
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF = Path(CONFIG_DIR)
 TOP_LEVEL = (
     "seed", "train", "test", "ckpt_path", "init_from", "export", "objective", "tracking", "task", "dataset", "encoder", "model",
     "optimizer", "scheduler", "stages", "trainer", "hardware",

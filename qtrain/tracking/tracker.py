@@ -51,25 +51,24 @@ class Trackers(Tracker):
     def __init__(self, trackers: list[Tracker]):
         self.trackers = trackers
 
-    def begin(self, cfg, run_dir):
+    def _each(self, method: str, *args) -> None:
         for tracker in self.trackers:
-            tracker.begin(cfg, run_dir)
+            getattr(tracker, method)(*args)
+
+    def begin(self, cfg, run_dir):
+        self._each("begin", cfg, run_dir)
 
     def log_epoch(self, row):
-        for tracker in self.trackers:
-            tracker.log_epoch(row)
+        self._each("log_epoch", row)
 
     def log_model(self, model, data):
-        for tracker in self.trackers:
-            tracker.log_model(model, data)
+        self._each("log_model", model, data)
 
     def log_results(self, metrics, run_dir):
-        for tracker in self.trackers:
-            tracker.log_results(metrics, run_dir)
+        self._each("log_results", metrics, run_dir)
 
     def end(self, status):
-        for tracker in self.trackers:
-            tracker.end(status)
+        self._each("end", status)
 
 
 def numbers_of(row: dict) -> dict[str, float]:
