@@ -6,6 +6,7 @@ import atexit
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -18,6 +19,7 @@ from omegaconf import DictConfig
 from qtrain import CONFIG_DIR, TRUSTED_TARGETS
 from qtrain.checkpoint_config import NAME as CHECKPOINT_CONFIG
 from qtrain.checkpoint_config import evaluation_config
+from qtrain.engine.interrupt import SignalStop, stop_at_once_on_sigterm
 from qtrain.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from qtrain.objective import objective
 
@@ -66,7 +68,13 @@ def cli() -> None:
     """`python -m qtrain` and the `qtrain` command."""
     give_other_ranks_a_scratch_dir()
     compose_from_checkpoint()
-    main()
+    stop_at_once_on_sigterm()
+    try:
+        main()
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM, where training had no safe point to stop at
+        signum = stop.signum if isinstance(stop, SignalStop) else signal.SIGINT
+        print(f"stopped by signal {signum}", file=sys.stderr)
+        sys.exit(128 + signum)
 
 
 if __name__ == "__main__":

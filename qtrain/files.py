@@ -26,6 +26,28 @@ def atomic_write(path: Path, mode: str = "wb", **open_kwargs):
         tmp.unlink(missing_ok=True)
 
 
+def remove_dead_temporaries(folder: Path) -> list[Path]:
+    """The `.<name>.<pid>.tmp` files that atomic_write left in `folder` when its process
+    was killed (SIGKILL runs no `finally`), removed; those of live processes are kept."""
+    removed = []
+    for tmp in folder.glob(".*.*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 def save_tagged(path: Path, fmt: str, payload: dict) -> None:
     """`payload` as a torch file tagged `format: fmt`, written atomically."""
     with atomic_write(path) as f:

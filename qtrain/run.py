@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from qtrain import TRUSTED_TARGETS, reports
 from qtrain.config_checks import check_config, check_resumable
-from qtrain.engine.checkpoint import load_checkpoint, load_weights
+from qtrain.engine.checkpoint import clean_after_kill, load_checkpoint, load_weights
 from qtrain.engine.distributed import ProcessGroup, process_group
 from qtrain.engine.fit import Trainer
 from qtrain.engine.hardware import (
@@ -78,6 +78,7 @@ def _prepare(cfg: DictConfig, processes: ProcessGroup) -> RunParts:
     checkpoint = load_checkpoint(cfg.ckpt_path) if cfg.ckpt_path else None
     if checkpoint is not None and cfg.train:
         check_resumable(cfg, checkpoint["config"], cfg.ckpt_path)
+        clean_after_kill(cfg.ckpt_path)
     task = instantiate(cfg.task)
     data = instantiate(cfg.dataset)
     if not processes.is_main:

@@ -41,6 +41,7 @@ QTRAIN = (
     "qtrain.tracking.mlflow_sweep.MlflowSweepCallback",
     "qtrain.tracking.redact.RedactingFilter",
     "qtrain.tracking.tensorboard_run.TensorBoardTracker",
+    "qtrain.trusted_callbacks.TrustedCallbacks",
 )
 
 # torch's optimizers: optimizer._target_=torch.optim.NAdam works as users expect.

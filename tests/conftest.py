@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import DictConfig
+from PIL import Image
 
 import qtrain
 from qtrain.engine import loop
@@ -97,6 +98,16 @@ def write_mnist_folder(folder: Path, n_train: int = 200, n_test: int = 50, compr
         write_idx(folder / f"{split}-labels-idx1-ubyte", labels, compress)
         arrays[split] = (images, labels)
     return arrays
+
+
+def write_image_folder(root: Path, classes=("a", "b", "c"), per_class=10) -> None:
+    """Class folders of random 12x12 PNGs."""
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for j in range(per_class):
+            pixels = rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{j}.png")
 
 
 @pytest.fixture

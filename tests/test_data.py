@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from conftest import write_mnist_folder
+from conftest import write_image_folder, write_mnist_folder
 from PIL import Image
 
 from qtrain.data.batches import BatchAugment, TensorBatches, _base_grid, epoch_permutation
@@ -168,15 +168,6 @@ def test_augment_with_no_change_is_the_identity_and_samples_differ():
     same = x[:1].expand(6, -1, -1, -1)
     out = BatchAugment(rotate_deg=30, translate=0.2)(same, rng)
     assert len({tuple(o.flatten().round(decimals=3).tolist()) for o in out}) == 6  # one draw per sample
-
-
-def write_image_folder(root: Path, classes=("a", "b", "c"), per_class=10) -> None:
-    rng = np.random.default_rng(0)
-    for i, name in enumerate(classes):
-        (root / name).mkdir(parents=True)
-        for j in range(per_class):
-            pixels = rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(root / name / f"{j}.png")
 
 
 def folder(root, **kwargs) -> ImageFolderData:

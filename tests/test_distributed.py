@@ -11,8 +11,8 @@ import mlflow
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_cli
-from test_data import folder, write_image_folder
+from conftest import ROOT, run_cli, write_image_folder
+from test_data import folder
 
 from qtrain.data.batches import BatchAugment, TensorSplits, epoch_permutation, shard_order
 

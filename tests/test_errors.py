@@ -167,6 +167,23 @@ def test_a_refused_target_is_one_line_and_no_mlflow_run(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()  # no tracker started
 
 
+def test_a_hydra_callback_outside_the_allow_list_is_refused_in_one_line_before_it_is_built(tmp_path):
+    marker = tmp_path / "ran"
+    # Built, it would create `marker`; and the run folder would be made.
+    result = run_cli(
+        *FAST,
+        "+hydra.callbacks.evil._target_=pathlib.Path.touch",
+        f"+hydra.callbacks.evil.self={marker}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert (
+        result.stdout + result.stderr
+    ).strip() == f"hydra.callbacks.evil._target_=pathlib.Path.touch: {REFUSED_TARGET}"
+    assert not marker.exists() and not (tmp_path / "run").exists()
+
+
 def test_every_target_in_the_configs_is_allowed_and_every_allowed_target_exists():
     from hydra.utils import get_method
 

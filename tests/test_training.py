@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -16,6 +18,7 @@ from qtrain.engine import fit
 from qtrain.engine.checkpoint import load_checkpoint, save_checkpoint
 from qtrain.engine.hardware import configure_backends, memory_format, resolve_amp
 from qtrain.errors import ConfigError, TrainingInterrupted
+from qtrain.files import remove_dead_temporaries
 from qtrain.models.simple_cnn import SimpleCNN
 from qtrain.tracking.tracker import Trackers
 
@@ -128,6 +131,16 @@ def test_a_kill_during_a_checkpoint_write_keeps_the_previous_file(tmp_path, monk
     monkeypatch.undo()
     assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_the_half_written_files_of_killed_processes_are_removed_and_live_ones_kept(tmp_path):
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    dead = tmp_path / f".last.pt.{int(finished.stdout)}.tmp"  # its process has ended
+    live = tmp_path / f".last.pt.{os.getpid()}.tmp"
+    for path in (dead, live, tmp_path / "last.pt"):
+        path.write_bytes(b"x")
+    assert remove_dead_temporaries(tmp_path) == [dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "last.pt"])
 
 
 def test_schedules_follow_their_shape(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import shutil
 from pathlib import Path
@@ -10,7 +11,10 @@ import numpy as np
 import torch
 
 from qtrain.errors import ConfigError
-from qtrain.files import atomic_write, load_tagged, save_tagged
+from qtrain.files import atomic_write, load_tagged, remove_dead_temporaries, save_tagged
+from qtrain.run_directory import holds_a_run
+
+log = logging.getLogger("qtrain")
 
 FORMAT = "qtrain-checkpoint/4"  # 4: what the model takes (data); 3: a mid-epoch score_sum; 2: best.pt per stage
 
@@ -21,12 +25,20 @@ def save_checkpoint(state: dict, path: Path) -> None:
 
 def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
     path = Path(path).expanduser()
+    if not path.is_file() and holds_a_run(path.parent.parent):
+        raise ConfigError(key, path, "its run stopped before it saved a checkpoint; start that run anew")
     if not path.is_file():
         raise ConfigError(key, path, "no such file; give a checkpoints/last.pt (resume) or best.pt (evaluate)")
     try:
         return load_tagged(path, FORMAT, "checkpoint")
     except ValueError as why:
         raise ConfigError(key, path, str(why)) from None
+
+
+def clean_after_kill(path: Path) -> None:
+    """Before a run resumes from `path`: the half-written files a kill left beside it."""
+    for tmp in remove_dead_temporaries(Path(path).expanduser().parent):
+        log.info("removed %s, half-written when the run was killed", tmp)
 
 
 def load_weights(model, checkpoint: dict, key: str, path) -> None:

@@ -7,6 +7,26 @@ import threading
 from collections.abc import Callable
 
 
+class SignalStop(KeyboardInterrupt):
+    """SIGTERM where no safe point is near (startup, the reports after the test): raised
+    at once, as Ctrl-C raises KeyboardInterrupt, so that `finally` blocks remove
+    half-written files and trackers close their run as killed. Python's default would
+    end the process on the spot."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_signal_stop(signum, frame):
+    raise SignalStop(signum)
+
+
+def stop_at_once_on_sigterm() -> None:
+    """SIGTERM outside a StopRequest raises SignalStop (the process's default from now on)."""
+    signal.signal(signal.SIGTERM, _raise_signal_stop)
+
+
 class StopRequest:
     """While active, SIGINT/SIGTERM set `requested` (the signal number) instead of
     raising; the loop checks it between optimizer steps and writes `last.pt` before
