@@ -9,12 +9,15 @@ import sys
 import numpy as np
 import pytest
 import torch
+from qiskit import QuantumCircuit
+from qiskit.circuit import ParameterVector
 from qiskit.quantum_info import SparsePauliOp, Statevector
 
 from qtrain.errors import ConfigError
+from qtrain.quantum import QuantumLayer
 from qtrain.quantum.circuits import ANSATZE, ENTANGLEMENTS, FEATURE_MAPS, build_circuit, build_observables
-from qtrain.quantum.layer import QuantumLayer
-from qtrain.quantum.statevector import PauliExpectations, TorchStatevector
+from qtrain.quantum.expectations import PauliExpectations
+from qtrain.quantum.statevector import TorchStatevector
 
 OBSERVABLES = ["z", "zz", "paulis"]
 
@@ -33,6 +36,11 @@ COMBINATIONS = [
 ]
 
 
+def bound_state(circuit, inputs, weights, x, w) -> np.ndarray:
+    values = dict(zip(inputs, x)) | dict(zip(weights, w))
+    return Statevector(circuit.assign_parameters({p: v for p, v in values.items() if p in circuit.parameters})).data
+
+
 @pytest.mark.parametrize("feature_map,ansatz,entanglement,observables,n", COMBINATIONS)
 def test_torch_statevector_matches_qiskit(feature_map, ansatz, entanglement, observables, n):
     rng = np.random.default_rng(n)
@@ -40,22 +48,67 @@ def test_torch_statevector_matches_qiskit(feature_map, ansatz, entanglement, obs
     ops = observables_for(observables, n, rng)
     x = rng.uniform(-math.pi, math.pi, (2, len(inputs)))
     w = rng.uniform(-math.pi, math.pi, len(weights))
-    values = PauliExpectations(ops)(TorchStatevector(circuit, inputs, weights)(torch.tensor(x), torch.tensor(w)))
+    states = TorchStatevector(circuit, inputs, weights)(torch.tensor(x), torch.tensor(w))
+    values = PauliExpectations(ops)(states)
     for b in range(2):
-        state = Statevector(circuit.assign_parameters(dict(zip(inputs, x[b])) | dict(zip(weights, w))))
-        expected = [state.expectation_value(op).real for op in ops]
-        np.testing.assert_allclose(values[b].numpy(), expected, atol=1e-5, rtol=0)
+        expected = bound_state(circuit, inputs, weights, x[b], w)
+        np.testing.assert_allclose(states[b].numpy(), expected, atol=1e-10, rtol=0)
+        expected_values = [Statevector(expected).expectation_value(op).real for op in ops]
+        np.testing.assert_allclose(values[b].numpy(), expected_values, atol=1e-10, rtol=0)
+
+
+ONE_QUBIT = ["h", "sx", "x", "y", "z", "s", "sdg", "t", "tdg"]
+ROTATIONS = ["rx", "ry", "rz", "p"]
+TWO_QUBIT = ["cx", "cz", "swap"]
+TWO_QUBIT_ROTATIONS = ["cp", "rzz"]
+
+
+def random_circuit(n: int, depth: int, rng) -> tuple[QuantumCircuit, list, list]:
+    """Every gate qtrain's simulator supports, at random: angles that read an input (as
+    feature maps do), each weight in one gate (so the parameter-shift rule applies)."""
+    inputs, weights = ParameterVector("x", n), ParameterVector("w", depth)
+    circuit, used = QuantumCircuit(n), 0
+    for _ in range(depth):
+        kind = rng.choice(["fixed", "rotation", "two", "two_rotation", "u"] if n > 1 else ["fixed", "rotation", "u"])
+        qubits = [int(q) for q in rng.choice(n, 2 if kind.startswith("two") else 1, replace=False)]
+        reads_input = rng.random() < 0.4
+        angle = 2 * inputs[int(rng.integers(n))] + 0.3 if reads_input else weights[used]
+        used += not reads_input
+        if kind == "fixed":
+            getattr(circuit, str(rng.choice(ONE_QUBIT)))(*qubits)
+        elif kind == "rotation":
+            getattr(circuit, str(rng.choice(ROTATIONS)))(angle, *qubits)
+        elif kind == "two":
+            getattr(circuit, str(rng.choice(TWO_QUBIT)))(*qubits)
+        elif kind == "two_rotation":
+            getattr(circuit, str(rng.choice(TWO_QUBIT_ROTATIONS)))(angle, *qubits)
+        else:
+            circuit.u(*rng.uniform(-math.pi, math.pi, 3), *qubits)
+    return circuit, list(inputs), [w for w in weights if w in set(circuit.parameters)]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_circuits_of_every_supported_gate_match_qiskit_and_parameter_shift(seed):
+    rng = np.random.default_rng(seed)
+    n = 1 + seed % 6
+    circuit, inputs, weights = random_circuit(n, depth=30, rng=rng)
+    x, w = rng.uniform(-math.pi, math.pi, (1, n)), rng.uniform(-math.pi, math.pi, len(weights))
+    op = build_observables(["".join(rng.choice(list("IXYZ"), n))], n)[0]
+    wt = torch.tensor(w, requires_grad=True)
+    state = TorchStatevector(circuit, inputs, weights)(torch.tensor(x), wt)
+    np.testing.assert_allclose(state[0].detach().numpy(), bound_state(circuit, inputs, weights, x[0], w), atol=1e-10)
+    PauliExpectations([op])(state).sum().backward()
+    np.testing.assert_allclose(wt.grad.numpy(), parameter_shift(circuit, inputs, weights, x[0], w, op), atol=1e-10)
 
 
 def parameter_shift(circuit, inputs, weights, x, w, op) -> np.ndarray:
     """d<op>/dw by the two-term shift rule (every weight enters one RY/RZ once)."""
 
     def value(wv):
-        bound = circuit.assign_parameters(dict(zip(inputs, x)) | dict(zip(weights, wv)))
-        return Statevector(bound).expectation_value(op).real
+        return Statevector(bound_state(circuit, inputs, weights, x, wv)).expectation_value(op).real
 
     shifts = np.eye(len(w)) * math.pi / 2
-    return np.array([(value(w + s) - value(w - s)) / 2 for s in shifts])
+    return np.array([(value(w + s) - value(w - s)) / 2 for s in shifts]).reshape(len(w))
 
 
 @pytest.mark.parametrize("feature_map,ansatz", list(itertools.product(FEATURE_MAPS, ANSATZE)))
@@ -67,7 +120,7 @@ def test_weight_gradients_match_parameter_shift(feature_map, ansatz):
     wt = torch.tensor(w, requires_grad=True)
     value = PauliExpectations([op])(TorchStatevector(circuit, inputs, weights)(torch.tensor(x)[None], wt))
     value.sum().backward()
-    np.testing.assert_allclose(wt.grad.numpy(), parameter_shift(circuit, inputs, weights, x, w, op), atol=1e-4)
+    np.testing.assert_allclose(wt.grad.numpy(), parameter_shift(circuit, inputs, weights, x, w, op), atol=1e-10)
 
 
 @pytest.mark.parametrize("feature_map", list(FEATURE_MAPS))
@@ -77,6 +130,39 @@ def test_input_gradients_match_finite_differences(feature_map):
     x = torch.rand(2, len(inputs), dtype=torch.float64, requires_grad=True)
     w = torch.rand(len(weights), dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x, w: expectations(simulator(x, w)), (x, w))
+
+
+def test_a_wide_circuit_keeps_a_few_states_for_backward_and_its_gradients_are_exact():
+    # 9 qubits: a block in the middle of the state; reupload: input rotations after the first layer.
+    circuit, inputs, weights = build_circuit(9, "angle_ry", "efficient_su2", reps=4, entanglement="full", reupload=2)
+    simulator, expectations = TorchStatevector(circuit, inputs, weights), PauliExpectations(build_observables("zz", 9))
+    x = torch.rand(2, 9, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(len(weights), dtype=torch.float64, requires_grad=True)
+    sizes = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: sizes.append(t.numel()) or t, lambda t: t):
+        states = simulator(x, w)
+    # Autograd would keep a state per step; the adjoint backward keeps the final one.
+    assert len(simulator.steps) > 20 and sum(size >= states.numel() for size in sizes) == 1
+    assert torch.autograd.gradcheck(lambda x, w: expectations(simulator(x, w)), (x, w))
+
+
+def test_the_public_layer_simulates_in_the_modules_dtype():
+    layer = QuantumLayer(n_qubits=4, feature_map="zz", reps=2, observables="zz")
+    x = torch.rand(3, 4, dtype=torch.float64)
+    w = layer.weights.detach().double().numpy()
+    expected = [
+        [
+            Statevector(bound_state(layer.circuit, layer.input_params, layer.weight_params, row, w))
+            .expectation_value(op)
+            .real
+            for op in layer.observables
+        ]
+        for row in x.numpy()
+    ]
+    assert (layer(x) - torch.tensor(expected)).abs().max() > 1e-9  # float32: complex64 states
+    layer.double()
+    assert layer.weights.dtype == torch.float64
+    torch.testing.assert_close(layer(x), torch.tensor(expected, dtype=torch.float64), atol=1e-10, rtol=0)
 
 
 def layers(backend: str, **options) -> tuple[QuantumLayer, QuantumLayer]:

@@ -10,7 +10,8 @@ from torch import nn
 
 from qtrain.errors import ConfigError
 from qtrain.quantum.circuits import build_circuit, build_observables
-from qtrain.quantum.statevector import PauliExpectations, TorchStatevector
+from qtrain.quantum.expectations import PauliExpectations
+from qtrain.quantum.statevector import TorchStatevector
 
 BACKENDS = ("torch", "qiskit", "aer")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -93,7 +94,8 @@ class QuantumLayer(nn.Module):
             )
         with torch.autocast(x.device.type, enabled=False):  # simulation stays in float32/float64
             if self.backend == "torch":
-                values = self.expectations(self.simulator(x.to(self.dtype), self.weights))
+                # The weights' dtype: `layer.double()` simulates in complex128, as torch users expect.
+                values = self.expectations(self.simulator(x.to(self.weights.dtype), self.weights))
                 values = self._sample(values) if self.shots else values
             else:
                 values = self.connector(x.cpu().to(torch.float64))
