@@ -43,11 +43,12 @@ format: $(INSTALLED)
 	$(VENV)/bin/ruff check --fix qtrain tests benchmarks
 	$(VENV)/bin/ruff format qtrain tests benchmarks
 
-bench: $(INSTALLED)  ## training throughput, input pipeline, quantum head per backend, hybrid step cost; tables in benchmarks/results/
+bench: $(INSTALLED)  ## training throughput, input pipeline, quantum head per backend, hybrid step cost, peer simulators ([bench] extra); tables in benchmarks/results/
 	$(PY) benchmarks/training_throughput.py
 	$(PY) benchmarks/input_pipeline.py
 	$(PY) benchmarks/quantum_head.py
 	$(PY) benchmarks/hybrid_step.py
+	$(PY) benchmarks/peer_simulators.py
 
 sweep: $(INSTALLED)  ## a small example Optuna sweep: 4 short trials of cnn_quantum, then see them in make mlflow-ui
 	$(PY) -m qtrain -m hparams_search=optuna model=cnn_quantum stages.train.epochs=3 hydra.sweeper.n_trials=4 $(ARGS)

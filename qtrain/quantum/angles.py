@@ -35,12 +35,28 @@ class Angles:
         """A function (x (B, n_in), w (n_w,)) -> angles (B, n) or (n,) if shared; None if empty."""
         if not self.expressions:
             return None
+        if all(isinstance(e, sympy.Symbol) for e in self.expressions):
+            return self._gather()
         function = sympy.lambdify([self.xs, self.ws], self.expressions, modules=[TORCH_FUNCTIONS, "math"])
 
         def evaluate(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
             values = function(list(x.T), list(w))
             like = w.new_ones(()) if self.shared else x.new_ones(x.shape[0])
             return torch.stack([value * like for value in values], dim=-1)
+
+        return evaluate
+
+    def _gather(self):
+        """Angles that are each one input or weight (RealAmplitudes, angle encodings): one
+        gather instead of an op per angle, which small circuits would pay for."""
+        names = [*self.xs, *self.ws]
+        index = torch.tensor([names.index(e) for e in self.expressions])
+        n_inputs = len(self.xs)
+
+        def evaluate(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            if self.shared:
+                return w[index.to(w.device) - n_inputs]
+            return torch.cat([x, w.expand(x.shape[0], -1)], dim=1)[:, index.to(x.device)]
 
         return evaluate
 

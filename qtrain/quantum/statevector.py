@@ -94,6 +94,8 @@ class TorchStatevector(nn.Module):
         self.rotations = {s: Angles(input_params, weight_params, shared=s) for s in (False, True)}
         self.steps: list[PhaseStep | BlockStep] = []
         self.real_runs: list[bool] = []
+        self.generators: dict[bool, list[np.ndarray]] = {False: [], True: []}  # per rotation: RX or RY
+        self.fixed: list[np.ndarray] = []  # the 2x2 matrices of H, SX, U
         layer: dict[int, list[tuple]] = {}
         run: _PhaseRun | None = None
         for instruction in _in_runs(transpile(circuit, basis_gates=BASIS, optimization_level=0)):
@@ -112,6 +114,7 @@ class TorchStatevector(nn.Module):
         if run is not None:
             self._close_run(run)
         self._close_layer(layer)
+        self._palette_constants()
         self.real = all(self.real_runs) and all(np.allclose(np.imag(c), 0) for c in self.constants.values())
         self.phase_fn = self.phase_angles.compile()
         self.rotation_fns = {s: angles.compile() for s, angles in self.rotations.items()}
@@ -119,11 +122,35 @@ class TorchStatevector(nn.Module):
     def _one_qubit_gate(self, gate: str, params) -> tuple:
         if gate in ROTATION_GENERATORS:
             shared = not self.rotations[False].reads_inputs(params[0])
-            self.constants.setdefault(f"generator_{gate}", ROTATION_GENERATORS[gate])
-            return ("rotation", gate, shared, self.rotations[shared].add(params[0]))
-        name = f"matrix{len(self.constants)}"
-        self.constants[name] = MATRICES[gate] if gate in MATRICES else _u_matrix(*map(float, params))
-        return ("constant", name)
+            self.generators[shared].append(ROTATION_GENERATORS[gate])
+            return ("rotation", shared, self.rotations[shared].add(params[0]))
+        self.fixed.append(MATRICES[gate] if gate in MATRICES else _u_matrix(*map(float, params)))
+        return ("fixed", len(self.fixed) - 1)
+
+    def _palette_constants(self) -> None:
+        """Every one-qubit matrix of a forward pass sits in a palette: the shared one holds
+        the rotations that read no input, the fixed matrices and the identity; the
+        batched one (per sample) the input rotations, then the shared palette. A block
+        picks its matrices by an index (gates in order, qubits lowest first)."""
+        self.constants["fixed"] = np.array([*self.fixed, np.eye(2)], dtype=np.complex128).reshape(-1, 2, 2)
+        for shared, generators in self.generators.items():
+            if generators:
+                self.constants[f"generators_{shared}"] = np.array(generators, dtype=np.complex128)
+        identity = ("fixed", len(self.fixed))
+        for step in (step for step in self.steps if isinstance(step, BlockStep)):
+            step.batched = any(gate[:2] == ("rotation", False) for gates in step.gates for gate in gates)
+            depth = max(len(gates) for gates in step.gates)
+            index = [[self._position(g[t] if t < len(g) else identity, step.batched) for g in step.gates]
+                     for t in range(depth)]  # fmt: skip
+            self.constants[step.name] = np.array(index, dtype=np.int64)
+
+    def _position(self, gate: tuple, batched: bool) -> int:
+        """A gate's place in its block's palette."""
+        offset = len(self.generators[False]) if batched else 0  # the batched palette's input rotations
+        if gate[0] == "rotation":
+            _, shared, index = gate
+            return index + offset if shared else index
+        return offset + len(self.generators[True]) + gate[1]
 
     def _close_run(self, run: _PhaseRun) -> None:
         name = f"run{len(self.steps)}"
@@ -144,7 +171,7 @@ class TorchStatevector(nn.Module):
         for first in sorted({q - q % BLOCK_QUBITS for q in layer}):
             width = min(BLOCK_QUBITS, self.n_qubits - first)
             gates = [layer.get(q, []) for q in range(first, first + width)]
-            self.steps.append(BlockStep(first, width, gates, self.n_qubits))
+            self.steps.append(BlockStep(f"block{len(self.steps)}", first, width, gates, self.n_qubits))
 
     def _constants(self, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
         """The compiled constants as tensors for this state dtype and device, made once."""
@@ -175,37 +202,45 @@ class TorchStatevector(nn.Module):
     def _step_params(self, x: torch.Tensor, w: torch.Tensor, const: dict, dtype) -> list[torch.Tensor | None]:
         """Each step's input: a phase run's angles (B, m), a block's matrix (B or -, K, K)."""
         phases = self.phase_fn(x, w) if self.phase_fn else None
-        rotations = {s: _rotation_cos_sin(fn(x, w)) for s, fn in self.rotation_fns.items() if fn is not None}
+        palettes = self._palettes(x, w, const, dtype)
         params = []
         for step in self.steps:
             if isinstance(step, PhaseStep):
                 params.append(phases[:, step.indices] if step.indices else None)
             else:
-                params.append(_block_matrix(step, rotations, const, torch.eye(2, dtype=dtype, device=x.device)))
+                params.append(_block_matrix(palettes[step.batched], const[step.name]))
         return params
 
+    def _palettes(self, x: torch.Tensor, w: torch.Tensor, const: dict, dtype) -> dict[bool, torch.Tensor]:
+        """The shared palette (n, 2, 2) and the batched one (B, n, 2, 2): see _palette_constants."""
+        eye = torch.eye(2, dtype=dtype, device=x.device)
+        rotations = {
+            shared: _rotations(fn(x, w), const[f"generators_{shared}"], eye)
+            for shared, fn in self.rotation_fns.items()
+            if fn is not None
+        }
+        shared = torch.cat([rotations[True], const["fixed"]]) if True in rotations else const["fixed"]
+        if False not in rotations:
+            return {False: shared}
+        return {False: shared, True: torch.cat([rotations[False], shared.expand(x.shape[0], *shared.shape)], 1)}
 
-def _rotation_cos_sin(angles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    half = angles / 2
-    return torch.cos(half), torch.sin(half)
+
+def _rotations(angles: torch.Tensor, generators: torch.Tensor, eye: torch.Tensor) -> torch.Tensor:
+    """RX(t) or RY(t) = cos(t/2) I + sin(t/2) K, one matrix per angle."""
+    half = angles[..., None, None] / 2
+    return torch.cos(half) * eye + torch.sin(half) * generators
 
 
-def _block_matrix(step: BlockStep, rotations: dict, const: dict, eye: torch.Tensor) -> torch.Tensor:
-    """The block's matrix: per qubit the product of its gates, the qubits' Kronecker
-    product (the highest qubit is the most significant factor)."""
-    matrix = None
-    for gates in reversed(step.gates):
-        qubit = None
-        for gate in gates:
-            if gate[0] == "rotation":
-                _, name, shared, index = gate
-                c, s = (t[..., index, None, None] for t in rotations[shared])
-                m = c * eye + s * const[f"generator_{name}"]
-            else:
-                m = const[gate[1]]
-            qubit = m if qubit is None else m @ qubit
-        qubit = eye if qubit is None else qubit
-        matrix = qubit if matrix is None else _kron(matrix, qubit)
+def _block_matrix(palette: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The block's matrix: per qubit the product of its gates, then the qubits'
+    Kronecker product (the highest qubit is the most significant factor)."""
+    gates = palette[..., index, :, :]  # (..., depth, qubits, 2, 2)
+    qubits = gates[..., 0, :, :, :]
+    for level in range(1, index.shape[0]):
+        qubits = gates[..., level, :, :, :] @ qubits
+    matrix = qubits[..., -1, :, :]
+    for qubit in reversed(range(index.shape[1] - 1)):
+        matrix = _kron(matrix, qubits[..., qubit, :, :])
     return matrix
 
 

@@ -64,10 +64,12 @@ def _gather(state: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class BlockStep:
+    name: str  # its constant: the palette index of each gate, (depth, qubits)
     first: int  # the lowest qubit of the block
     width: int  # k qubits: a 2**k x 2**k matrix
     gates: list[list[tuple]]  # per qubit of the block, lowest first: its gates in order
     n_qubits: int
+    batched: bool = False  # a matrix per sample (its gates read inputs), else one for all
 
     def _view(self, state: torch.Tensor) -> torch.Tensor:
         """The state as (batch, high bits, 2**k, low bits), without the axes of size 1."""
