@@ -96,6 +96,7 @@ class TorchStatevector(nn.Module):
         self.real_runs: list[bool] = []
         self.generators: dict[bool, list[np.ndarray]] = {False: [], True: []}  # per rotation: RX or RY
         self.fixed: list[np.ndarray] = []  # the 2x2 matrices of H, SX, U
+        self.preparation: list[list[tuple]] | None = None  # a first layer's gates per qubit: see _initial_state
         layer: dict[int, list[tuple]] = {}
         run: _PhaseRun | None = None
         for instruction in _in_runs(transpile(circuit, basis_gates=BASIS, optimization_level=0)):
@@ -136,13 +137,20 @@ class TorchStatevector(nn.Module):
         for shared, generators in self.generators.items():
             if generators:
                 self.constants[f"generators_{shared}"] = np.array(generators, dtype=np.complex128)
-        identity = ("fixed", len(self.fixed))
         for step in (step for step in self.steps if isinstance(step, BlockStep)):
-            step.batched = any(gate[:2] == ("rotation", False) for gates in step.gates for gate in gates)
-            depth = max(len(gates) for gates in step.gates)
-            index = [[self._position(g[t] if t < len(g) else identity, step.batched) for g in step.gates]
-                     for t in range(depth)]  # fmt: skip
-            self.constants[step.name] = np.array(index, dtype=np.int64)
+            step.batched = _reads_inputs(step.gates)
+            self.constants[step.name] = self._palette_index(step.gates, step.batched)
+            self.constants[f"kron{step.width}"] = _kron_index(step.width)
+        if self.preparation is not None:
+            self.preparation_batched = _reads_inputs(self.preparation)
+            self.constants["preparation"] = self._palette_index(self.preparation, self.preparation_batched)
+
+    def _palette_index(self, gates: list[list[tuple]], batched: bool) -> np.ndarray:
+        """(depth, qubits): each qubit's gates in order, padded with the identity."""
+        identity = ("fixed", len(self.fixed))
+        depth = max(len(g) for g in gates)
+        index = [[self._position(g[t] if t < len(g) else identity, batched) for g in gates] for t in range(depth)]
+        return np.array(index, dtype=np.int64)
 
     def _position(self, gate: tuple, batched: bool) -> int:
         """A gate's place in its block's palette."""
@@ -167,7 +175,11 @@ class TorchStatevector(nn.Module):
         self.real_runs.append(run.is_real())
 
     def _close_layer(self, layer: dict[int, list[tuple]]) -> None:
-        """The layer's gates as blocks of BLOCK_QUBITS neighbouring qubits (aligned)."""
+        """The layer's gates as blocks of BLOCK_QUBITS neighbouring qubits (aligned); the
+        circuit's first layer, acting on |0...0>, prepares a product state instead."""
+        if layer and not self.steps and self.preparation is None:
+            self.preparation = [layer.get(q, []) for q in range(self.n_qubits)]
+            return
         for first in sorted({q - q % BLOCK_QUBITS for q in layer}):
             width = min(BLOCK_QUBITS, self.n_qubits - first)
             gates = [layer.get(q, []) for q in range(first, first + width)]
@@ -191,24 +203,37 @@ class TorchStatevector(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         dtype = self.state_dtype(x.dtype)
         const = self._constants(dtype, x.device)
-        params = self._step_params(x, w, const, dtype)
-        state = torch.zeros(x.shape[0], self.dim, dtype=dtype, device=x.device)
-        state[:, 0] = 1
+        palettes = self._palettes(x, w, const, dtype)
+        params = self._step_params(x, w, const, palettes)
+        state = self._initial_state(x.shape[0], const, palettes)
         tracing = torch.compiler.is_compiling() or torch.compiler.is_exporting()
-        if torch.is_grad_enabled() and not tracing and any(p is not None and p.requires_grad for p in params):
+        if torch.is_grad_enabled() and not tracing and any(t.requires_grad for t in [state, *params] if t is not None):
             return AdjointRun.apply(self.steps, const, state, *params)
         return run_steps(self.steps, const, state, params)
 
-    def _step_params(self, x: torch.Tensor, w: torch.Tensor, const: dict, dtype) -> list[torch.Tensor | None]:
+    def _initial_state(self, batch: int, const: dict, palettes: dict) -> torch.Tensor:
+        """|0...0>, or the product state the first layer makes of it: qubit q's state is
+        column 0 of its matrix, the state their Kronecker product (a few small ops, for a
+        layer that would be n/4 block steps)."""
+        if self.preparation is None:
+            state = torch.zeros(batch, self.dim, dtype=const["fixed"].dtype, device=const["fixed"].device)
+            state[:, 0] = 1
+            return state
+        qubits = _qubit_products(palettes[self.preparation_batched], const["preparation"])[..., 0]  # (..., n, 2)
+        state = qubits[..., -1, :]
+        for qubit in reversed(range(self.n_qubits - 1)):  # the highest qubit is the most significant bit
+            state = (state[..., :, None] * qubits[..., qubit, None, :]).flatten(-2)
+        return state.expand(batch, self.dim).contiguous()
+
+    def _step_params(self, x: torch.Tensor, w: torch.Tensor, const: dict, palettes: dict) -> list[torch.Tensor | None]:
         """Each step's input: a phase run's angles (B, m), a block's matrix (B or -, K, K)."""
         phases = self.phase_fn(x, w) if self.phase_fn else None
-        palettes = self._palettes(x, w, const, dtype)
         params = []
         for step in self.steps:
             if isinstance(step, PhaseStep):
                 params.append(phases[:, step.indices] if step.indices else None)
             else:
-                params.append(_block_matrix(palettes[step.batched], const[step.name]))
+                params.append(_block_matrix(palettes[step.batched], const[step.name], const[f"kron{step.width}"]))
         return params
 
     def _palettes(self, x: torch.Tensor, w: torch.Tensor, const: dict, dtype) -> dict[bool, torch.Tensor]:
@@ -231,24 +256,36 @@ def _rotations(angles: torch.Tensor, generators: torch.Tensor, eye: torch.Tensor
     return torch.cos(half) * eye + torch.sin(half) * generators
 
 
-def _block_matrix(palette: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def _block_matrix(palette: torch.Tensor, index: torch.Tensor, kron_index: torch.Tensor) -> torch.Tensor:
     """The block's matrix: per qubit the product of its gates, then the qubits'
-    Kronecker product (the highest qubit is the most significant factor)."""
-    gates = palette[..., index, :, :]  # (..., depth, qubits, 2, 2)
+    Kronecker product, taken as one gather and one product (see _kron_index)."""
+    qubits = _qubit_products(palette, index)
+    size = 2 ** index.shape[1]
+    factors = qubits.flatten(-3).index_select(-1, kron_index.flatten()).unflatten(-1, kron_index.shape)
+    return factors.prod(-2).unflatten(-1, (size, size))
+
+
+def _qubit_products(palette: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(..., qubits, 2, 2): each qubit's gates (palette entries, index (depth, qubits)) multiplied in order."""
+    # index_select, not indexing: its backward (index_add) is several times faster on small tensors
+    gates = palette.index_select(-3, index.flatten()).unflatten(-3, index.shape)
     qubits = gates[..., 0, :, :, :]
     for level in range(1, index.shape[0]):
         qubits = gates[..., level, :, :, :] @ qubits
-    matrix = qubits[..., -1, :, :]
-    for qubit in reversed(range(index.shape[1] - 1)):
-        matrix = _kron(matrix, qubits[..., qubit, :, :])
-    return matrix
+    return qubits
 
 
-def _kron(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Batched Kronecker product of (..., m, m) and (..., n, n)."""
-    product = a[..., :, None, :, None] * b[..., None, :, None, :]
-    size = a.shape[-1] * b.shape[-1]
-    return product.reshape(*product.shape[:-4], size, size)
+def _reads_inputs(gates: list[list[tuple]]) -> bool:
+    return any(gate[:2] == ("rotation", False) for qubit in gates for gate in qubit)
+
+
+def _kron_index(width: int) -> np.ndarray:
+    """Entry (r, c) of the Kronecker product of `width` 2x2 matrices Q_q (qubit q is bit
+    q of r and c) is the product over q of Q_q[bit q of r, bit q of c]: row q of this
+    index says where that factor sits in the flattened (width, 2, 2) stack."""
+    size = 2**width
+    rows, columns = np.divmod(np.arange(size * size), size)
+    return np.array([4 * q + 2 * ((rows >> q) & 1) + ((columns >> q) & 1) for q in range(width)])
 
 
 def _in_runs(circuit: QuantumCircuit) -> list:

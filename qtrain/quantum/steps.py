@@ -144,4 +144,4 @@ class AdjointRun(torch.autograd.Function):
                 else:
                     grads[i] = step.angle_grad(state, grad, param, ctx.const)
             grad = step.undo(grad, param, ctx.const)
-        return None, None, None, *grads
+        return None, None, grad if ctx.needs_input_grad[2] else None, *grads
