@@ -133,10 +133,10 @@ def test_input_gradients_match_finite_differences(feature_map):
 
 
 def test_a_wide_circuit_keeps_a_few_states_for_backward_and_its_gradients_are_exact():
-    # 9 qubits: a block in the middle of the state; reupload: input rotations after the first layer.
-    circuit, inputs, weights = build_circuit(9, "angle_ry", "efficient_su2", reps=4, entanglement="full", reupload=2)
-    simulator, expectations = TorchStatevector(circuit, inputs, weights), PauliExpectations(build_observables("zz", 9))
-    x = torch.rand(2, 9, dtype=torch.float64, requires_grad=True)
+    # 12 qubits: blocks in the middle of the state; reupload: input rotations after the first layer.
+    circuit, inputs, weights = build_circuit(12, "angle_ry", "efficient_su2", reps=2, entanglement="full", reupload=2)
+    simulator, expectations = TorchStatevector(circuit, inputs, weights), PauliExpectations(build_observables("zz", 12))
+    x = torch.rand(4, 12, dtype=torch.float64, requires_grad=True)
     w = torch.rand(len(weights), dtype=torch.float64, requires_grad=True)
     sizes = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: sizes.append(t.numel()) or t, lambda t: t):
