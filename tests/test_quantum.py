@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 import math
 import sys
+import types
 
 import numpy as np
+import psutil
 import pytest
 import torch
 from qiskit import QuantumCircuit
@@ -237,7 +239,7 @@ def test_layer_follows_the_contract():
         ({"observables": "x"}, "model.quantum.observables=x: use z, zz or a list of Pauli strings"),
         ({"observables": ["ZZ"]}, "model.quantum.observables=ZZ: a Pauli string is 4 characters of I, X, Y, Z"),
         ({"backend": "gpu"}, "model.quantum.backend=gpu: use one of torch, qiskit, aer"),
-        ({"n_qubits": 40}, "model.quantum.n_qubits=40: a 40-qubit statevector needs about 64.0 TiB per sample"),
+        ({"n_qubits": 40}, "model.quantum.n_qubits=40: a 40-qubit statevector needs about 48.0 TiB per sample"),
         ({"shots": 0}, "model.quantum.shots=0: use null (exact) or a positive integer"),
         ({"shots": 100, "backend": "qiskit"}, "model.quantum.shots=100: the qiskit backend is exact"),
         (
@@ -250,6 +252,37 @@ def test_bad_circuit_specs_are_refused(kwargs, message):
     with pytest.raises(ConfigError) as error:
         QuantumLayer(**{"n_qubits": 4, **kwargs})
     assert str(error.value).startswith(message)
+
+
+def test_a_batch_that_cannot_fit_is_refused_before_it_is_simulated(monkeypatch):
+    layer = QuantumLayer(n_qubits=16, feature_map="angle_ry", reps=1)
+    free = 100 * 2**20
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: types.SimpleNamespace(available=free))
+    assert layer(torch.rand(8, 16)).shape == (8, 16)  # 8 x 2**16 amplitudes x 8 B x 6 states = 24 MiB
+    with pytest.raises(ConfigError) as error:
+        layer(torch.rand(64, 16))  # 192 MiB
+    assert str(error.value) == (
+        "model.quantum.n_qubits=16: a 16-qubit statevector needs about 192.0 MiB for a batch of 64, "
+        "100.0 MiB is free; use fewer qubits or a smaller batch"
+    )
+
+
+def test_a_small_circuit_runs_on_one_thread_and_leaves_torchs_setting(monkeypatch):
+    seen = []
+    for n_qubits, batch in ((4, 8), (12, 16)):  # 128 and 65,536 amplitudes
+        layer = QuantumLayer(n_qubits=n_qubits, feature_map="angle_ry", reps=1)
+        simulate = layer.simulator.forward
+        monkeypatch.setattr(
+            layer.simulator, "forward", lambda x, w, f=simulate: seen.append(torch.get_num_threads()) or f(x, w)
+        )
+        previous = torch.get_num_threads()
+        torch.set_num_threads(2)
+        try:
+            layer(torch.rand(batch, n_qubits)).sum().backward()
+            assert torch.get_num_threads() == 2
+        finally:
+            torch.set_num_threads(previous)
+    assert seen == [1, 2]
 
 
 def test_input_width_must_match_the_circuit():

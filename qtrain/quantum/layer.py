@@ -12,6 +12,7 @@ from qtrain.errors import ConfigError
 from qtrain.quantum.circuits import build_circuit, build_observables
 from qtrain.quantum.expectations import PauliExpectations
 from qtrain.quantum.statevector import TorchStatevector
+from qtrain.quantum.steps import threads_for
 
 BACKENDS = ("torch", "qiskit", "aer")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -94,12 +95,18 @@ class QuantumLayer(nn.Module):
             )
         with torch.autocast(x.device.type, enabled=False):  # simulation stays in float32/float64
             if self.backend == "torch":
-                # The weights' dtype: `layer.double()` simulates in complex128, as torch users expect.
-                values = self.expectations(self.simulator(x.to(self.weights.dtype), self.weights))
-                values = self._sample(values) if self.shots else values
-            else:
-                values = self.connector(x.cpu().to(torch.float64))
+                return self._simulate(x)
+            values = self.connector(x.cpu().to(torch.float64))
         return values.to(device=x.device, dtype=x.dtype)
+
+    def _simulate(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] * self.simulator.dim >= CHECKED_FROM:
+            check_memory(self.circuit.num_qubits, self.weights.dtype, batch=x.shape[0])
+        with threads_for(x.shape[0] * self.simulator.dim):
+            # The weights' dtype: `layer.double()` simulates in complex128, as torch users expect.
+            values = self.expectations(self.simulator(x.to(self.weights.dtype), self.weights))
+            values = self._sample(values) if self.shots else values
+            return values.to(dtype=x.dtype)
 
     def _sample(self, values: torch.Tensor) -> torch.Tensor:
         """Shot noise: each observable is a Pauli string (eigenvalues +-1), so its
@@ -111,20 +118,27 @@ class QuantumLayer(nn.Module):
         return values + (estimate - values.detach())
 
 
-def check_memory(n_qubits: int, dtype: torch.dtype) -> None:
-    """Refuse, before allocating anything, a circuit whose statevector cannot fit:
-    one sample's state, kept a few times over by autograd, must fit in free memory."""
+# States in memory at once: forward keeps the final one beside the one being written; the
+# adjoint backward walks back the state and the gradient, each with its next value.
+STATES_IN_FLIGHT = 6
+CHECKED_FROM = 2**22  # amplitudes (batch x 2**n) from which each forward checks free memory first
+
+
+def check_memory(n_qubits: int, dtype: torch.dtype, batch: int = 1) -> None:
+    """Refuse, before allocating anything, a circuit whose statevectors cannot fit in
+    free memory (a sample's when the layer is built, the batch's before a large forward)."""
     if not isinstance(n_qubits, int) or n_qubits < 1:
         raise ConfigError("model.quantum.n_qubits", n_qubits, "must be a positive integer")
     bytes_per_amplitude = 8 if dtype == torch.float32 else 16
-    needed = 2**n_qubits * bytes_per_amplitude * 8
+    needed = batch * 2**n_qubits * bytes_per_amplitude * STATES_IN_FLIGHT
     available = psutil.virtual_memory().available
     if needed > available:
+        what, advice = ("per sample", "") if batch == 1 else (f"for a batch of {batch}", " or a smaller batch")
         raise ConfigError(
             "model.quantum.n_qubits",
             n_qubits,
-            f"a {n_qubits}-qubit statevector needs about {_bytes(needed)} per sample (with autograd), "
-            f"{_bytes(available)} is free; use fewer qubits",
+            f"a {n_qubits}-qubit statevector needs about {_bytes(needed)} {what}, "
+            f"{_bytes(available)} is free; use fewer qubits{advice}",
         )
 
 
