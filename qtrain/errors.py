@@ -8,9 +8,10 @@ from typing import NoReturn
 from hydra.errors import CompactHydraException
 
 
-class ConfigError(CompactHydraException):
+class ConfigError(CompactHydraException, ValueError):
     """Bad input (config value, file, checkpoint): the message names the key, the value
-    and what is accepted. Exit code 1."""
+    and what is accepted. Exit code 1. A ValueError too, for code that uses qtrain's
+    parts outside the app (`QuantumLayer(n_qubits=0)`)."""
 
     def __init__(self, key: str, value: object, accepted: str):
         super().__init__(f"{key}={value}: {accepted}")
