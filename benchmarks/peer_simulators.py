@@ -234,7 +234,7 @@ def main() -> None:
     available = {peer for peer, module in PEERS.items() if importlib.util.find_spec(module) is not None}
     for peer in sorted(set(PEERS) - available):
         print(f"{peer} is not installed (pip install -e '.[bench]'): left out")
-    rows = []
+    rows = [wide_step()]  # first: its peak memory is the process's high-water mark, before the peers raise it
     for workload in WORKLOADS:
         circuit = Circuit(workload)
         steps = simulators(circuit, available)
@@ -249,7 +249,6 @@ def main() -> None:
                 if name == "qtrain":
                     row["of_bandwidth"] = state_traffic(circuit) / bandwidth / seconds
                 rows.append(row)
-    rows.append(wide_step())
     write_results(
         args.out,
         "peer_simulators",
@@ -261,7 +260,7 @@ def main() -> None:
             r["simulator"],
             _duration(r["seconds"]),
             f"{r['slower_than_qtrain']:.1f}x slower" if r.get("slower_than_qtrain", 1) != 1 else "",
-            f"{100 * r['of_bandwidth']:.0f}%" if "of_bandwidth" in r else _memory(r),
+            f"{100 * r['of_bandwidth']:.1f}%" if "of_bandwidth" in r else _memory(r),
         ],
     )
 
