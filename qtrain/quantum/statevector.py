@@ -28,6 +28,12 @@ from qtrain.quantum.steps import AdjointRun, BlockStep, PhaseStep, run_steps
 BASIS = ["h", "sx", "rx", "ry", "u", "p", "rz", "cp", "rzz", "x", "y", "z", "s", "sdg", "t", "tdg", "cx", "cz", "swap"]
 MATRIX_GATES = ("h", "sx", "rx", "ry", "u")
 BLOCK_QUBITS = 4
+# A circuit this narrow takes each layer as one block: a 64 x 64 matmul costs less than
+# the ops of a second step, which small circuits pay for (they are bound by op overhead).
+ONE_BLOCK_UP_TO = 6
+# The first layer's product state is built in chunks of this many qubits, each by one
+# gather and product (memory: qubits x 2**qubits), then joined by outer products.
+PRODUCT_CHUNK_QUBITS = 8
 CONSTANT_PHASES = {"z": math.pi, "s": math.pi / 2, "sdg": -math.pi / 2, "t": math.pi / 4, "tdg": -math.pi / 4}
 MATRICES = {
     "h": np.array([[1, 1], [1, -1]], dtype=np.complex128) / math.sqrt(2),
@@ -132,24 +138,36 @@ class TorchStatevector(nn.Module):
         """Every one-qubit matrix of a forward pass sits in a palette: the shared one holds
         the rotations that read no input, the fixed matrices and the identity; the
         batched one (per sample) the input rotations, then the shared palette. A block
-        picks its matrices by an index (gates in order, qubits lowest first)."""
+        picks its matrices by an index (gates in order, qubits lowest first); blocks of
+        one width and palette are built together, a few ops for all of them."""
         self.constants["fixed"] = np.array([*self.fixed, np.eye(2)], dtype=np.complex128).reshape(-1, 2, 2)
         for shared, generators in self.generators.items():
             if generators:
                 self.constants[f"generators_{shared}"] = np.array(generators, dtype=np.complex128)
-        for step in (step for step in self.steps if isinstance(step, BlockStep)):
-            step.batched = _reads_inputs(step.gates)
-            self.constants[step.name] = self._palette_index(step.gates, step.batched)
-            self.constants[f"kron{step.width}"] = _kron_index(step.width)
+        self.block_groups: dict[tuple[bool, int], list[int]] = {}  # (batched, width): its steps' positions
+        for position, step in enumerate(self.steps):
+            if isinstance(step, BlockStep):
+                step.batched = _reads_inputs(step.gates)
+                self.block_groups.setdefault((step.batched, step.width), []).append(position)
+        for (batched, width), positions in self.block_groups.items():
+            gates = [self.steps[p].gates for p in positions]
+            self.constants[f"blocks_{batched}_{width}"] = self._palette_index(gates, batched)
+            self.constants[f"kron{width}"] = _kron_index(width)
         if self.preparation is not None:
             self.preparation_batched = _reads_inputs(self.preparation)
-            self.constants["preparation"] = self._palette_index(self.preparation, self.preparation_batched)
+            self.constants["preparation"] = self._palette_index([self.preparation], batched=self.preparation_batched)
+            for first in range(0, self.n_qubits, PRODUCT_CHUNK_QUBITS):
+                width = min(PRODUCT_CHUNK_QUBITS, self.n_qubits - first)
+                self.constants[f"product_state{first}"] = _product_state_index(first, width)
 
-    def _palette_index(self, gates: list[list[tuple]], batched: bool) -> np.ndarray:
-        """(depth, qubits): each qubit's gates in order, padded with the identity."""
+    def _palette_index(self, blocks: list[list[list[tuple]]], batched: bool) -> np.ndarray:
+        """(blocks, depth, qubits): each block's qubits' gates in order, padded with the identity."""
         identity = ("fixed", len(self.fixed))
-        depth = max(len(g) for g in gates)
-        index = [[self._position(g[t] if t < len(g) else identity, batched) for g in gates] for t in range(depth)]
+        depth = max(len(gates) for block in blocks for gates in block)
+        index = [
+            [[self._position(g[t] if t < len(g) else identity, batched) for g in block] for t in range(depth)]
+            for block in blocks
+        ]
         return np.array(index, dtype=np.int64)
 
     def _position(self, gate: tuple, batched: bool) -> int:
@@ -180,10 +198,11 @@ class TorchStatevector(nn.Module):
         if layer and not self.steps and self.preparation is None:
             self.preparation = [layer.get(q, []) for q in range(self.n_qubits)]
             return
-        for first in sorted({q - q % BLOCK_QUBITS for q in layer}):
-            width = min(BLOCK_QUBITS, self.n_qubits - first)
+        block_qubits = self.n_qubits if self.n_qubits <= ONE_BLOCK_UP_TO else BLOCK_QUBITS
+        for first in sorted({q - q % block_qubits for q in layer}):
+            width = min(block_qubits, self.n_qubits - first)
             gates = [layer.get(q, []) for q in range(first, first + width)]
-            self.steps.append(BlockStep(f"block{len(self.steps)}", first, width, gates, self.n_qubits))
+            self.steps.append(BlockStep(first, width, gates, self.n_qubits))
 
     def _constants(self, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
         """The compiled constants as tensors for this state dtype and device, made once."""
@@ -214,27 +233,30 @@ class TorchStatevector(nn.Module):
     def _initial_state(self, batch: int, const: dict, palettes: dict) -> torch.Tensor:
         """|0...0>, or the product state the first layer makes of it: qubit q's state is
         column 0 of its matrix, the state their Kronecker product (a few small ops, for a
-        layer that would be n/4 block steps)."""
+        layer that would be n/4 block steps; see _product_state_index)."""
         if self.preparation is None:
             state = torch.zeros(batch, self.dim, dtype=const["fixed"].dtype, device=const["fixed"].device)
             state[:, 0] = 1
             return state
-        qubits = _qubit_products(palettes[self.preparation_batched], const["preparation"])[..., 0]  # (..., n, 2)
-        state = qubits[..., -1, :]
-        for qubit in reversed(range(self.n_qubits - 1)):  # the highest qubit is the most significant bit
-            state = (state[..., :, None] * qubits[..., qubit, None, :]).flatten(-2)
+        qubits = _qubit_products(palettes[self.preparation_batched], const["preparation"])[..., 0, :, :, 0]
+        amplitudes = qubits.flatten(-2)
+        state = None
+        for first in reversed(range(0, self.n_qubits, PRODUCT_CHUNK_QUBITS)):  # high qubits: high bits
+            chunk = _products(amplitudes, const[f"product_state{first}"])
+            state = chunk if state is None else (state[..., :, None] * chunk[..., None, :]).flatten(-2)
         return state.expand(batch, self.dim).contiguous()
 
     def _step_params(self, x: torch.Tensor, w: torch.Tensor, const: dict, palettes: dict) -> list[torch.Tensor | None]:
         """Each step's input: a phase run's angles (B, m), a block's matrix (B or -, K, K)."""
         phases = self.phase_fn(x, w) if self.phase_fn else None
-        params = []
-        for step in self.steps:
-            if isinstance(step, PhaseStep):
-                params.append(phases[:, step.indices] if step.indices else None)
-            else:
-                params.append(_block_matrix(palettes[step.batched], const[step.name], const[f"kron{step.width}"]))
-        return params
+        matrices = {}
+        for (batched, width), positions in self.block_groups.items():
+            group = _block_matrices(palettes[batched], const[f"blocks_{batched}_{width}"], const[f"kron{width}"])
+            matrices |= {p: group[..., i, :, :] for i, p in enumerate(positions)}
+        return [
+            matrices[p] if isinstance(step, BlockStep) else phases[:, step.indices] if step.indices else None
+            for p, step in enumerate(self.steps)
+        ]
 
     def _palettes(self, x: torch.Tensor, w: torch.Tensor, const: dict, dtype) -> dict[bool, torch.Tensor]:
         """The shared palette (n, 2, 2) and the batched one (B, n, 2, 2): see _palette_constants."""
@@ -256,21 +278,25 @@ def _rotations(angles: torch.Tensor, generators: torch.Tensor, eye: torch.Tensor
     return torch.cos(half) * eye + torch.sin(half) * generators
 
 
-def _block_matrix(palette: torch.Tensor, index: torch.Tensor, kron_index: torch.Tensor) -> torch.Tensor:
-    """The block's matrix: per qubit the product of its gates, then the qubits'
-    Kronecker product, taken as one gather and one product (see _kron_index)."""
-    qubits = _qubit_products(palette, index)
-    size = 2 ** index.shape[1]
-    factors = qubits.flatten(-3).index_select(-1, kron_index.flatten()).unflatten(-1, kron_index.shape)
-    return factors.prod(-2).unflatten(-1, (size, size))
+def _block_matrices(palette: torch.Tensor, index: torch.Tensor, kron_index: torch.Tensor) -> torch.Tensor:
+    """(..., blocks, K, K): each block's matrix, per qubit the product of its gates,
+    then the qubits' Kronecker product, taken as one gather and one product (see _kron_index)."""
+    size = 2 ** index.shape[-1]
+    return _products(_qubit_products(palette, index).flatten(-3), kron_index).unflatten(-1, (size, size))
+
+
+def _products(factors: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """out[..., j] = prod_i factors[..., index[i, j]]: one gather and one product."""
+    return factors.index_select(-1, index.flatten()).unflatten(-1, index.shape).prod(-2)
 
 
 def _qubit_products(palette: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """(..., qubits, 2, 2): each qubit's gates (palette entries, index (depth, qubits)) multiplied in order."""
+    """(..., blocks, qubits, 2, 2): each qubit's gates (palette entries, index (blocks,
+    depth, qubits)) multiplied in order."""
     # index_select, not indexing: its backward (index_add) is several times faster on small tensors
     gates = palette.index_select(-3, index.flatten()).unflatten(-3, index.shape)
     qubits = gates[..., 0, :, :, :]
-    for level in range(1, index.shape[0]):
+    for level in range(1, index.shape[1]):
         qubits = gates[..., level, :, :, :] @ qubits
     return qubits
 
@@ -286,6 +312,14 @@ def _kron_index(width: int) -> np.ndarray:
     size = 2**width
     rows, columns = np.divmod(np.arange(size * size), size)
     return np.array([4 * q + 2 * ((rows >> q) & 1) + ((columns >> q) & 1) for q in range(width)])
+
+
+def _product_state_index(first: int, width: int) -> np.ndarray:
+    """Amplitude k of the product state of qubits first..first+width-1 is the product
+    over them of qubit q's amplitude of bit q - first of k: row q - first says where that
+    factor sits in the flattened (n, 2) stack of every qubit's state."""
+    k = np.arange(2**width)
+    return np.array([2 * q + ((k >> (q - first)) & 1) for q in range(first, first + width)])
 
 
 def _in_runs(circuit: QuantumCircuit) -> list:

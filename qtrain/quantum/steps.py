@@ -84,7 +84,6 @@ def _gather(state: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class BlockStep:
-    name: str  # its constant: the palette index of each gate, (depth, qubits)
     first: int  # the lowest qubit of the block
     width: int  # k qubits: a 2**k x 2**k matrix
     gates: list[list[tuple]]  # per qubit of the block, lowest first: its gates in order
