@@ -70,7 +70,7 @@ class Circuit:
         )
         self.n, self.batch = workload.qubits, workload.batch
         circuit = transpile(self.layer.circuit, basis_gates=["h", "p", "ry", "cx"], optimization_level=0)
-        angles = Angles(self.layer.input_params, self.layer.weight_params, shared=False)
+        angles = Angles(self.layer.input_params, self.layer.weight_params)
         self.gates = []
         for instruction in circuit.data:
             qubits = [circuit.find_bit(q).index for q in instruction.qubits]

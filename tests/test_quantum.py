@@ -16,7 +16,7 @@ from qiskit.circuit import ParameterVector
 from qiskit.quantum_info import SparsePauliOp, Statevector
 
 from qtrain.errors import ConfigError
-from qtrain.quantum import QuantumLayer
+from qtrain.quantum import QuantumLayer, statevector
 from qtrain.quantum.circuits import ANSATZE, ENTANGLEMENTS, FEATURE_MAPS, build_circuit, build_observables
 from qtrain.quantum.expectations import PauliExpectations
 from qtrain.quantum.statevector import TorchStatevector
@@ -36,6 +36,14 @@ COMBINATIONS = [
     for n in range(1, 9)
     if not (n == 1 and (fm == "zz" or obs == "zz"))
 ]
+
+
+@pytest.fixture(params=["adjoint", "autograd"])
+def backward(request, monkeypatch):
+    """Both ways gradients are taken: the adjoint walk back (large states) and autograd
+    keeping each state (small ones), whatever the size of the test's circuit."""
+    monkeypatch.setattr(statevector, "KEEP_STATES_BELOW", 0 if request.param == "adjoint" else 2**62)
+    return request.param
 
 
 def bound_state(circuit, inputs, weights, x, w) -> np.ndarray:
@@ -90,7 +98,7 @@ def random_circuit(n: int, depth: int, rng) -> tuple[QuantumCircuit, list, list]
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_random_circuits_of_every_supported_gate_match_qiskit_and_parameter_shift(seed):
+def test_random_circuits_of_every_supported_gate_match_qiskit_and_parameter_shift(seed, backward):
     rng = np.random.default_rng(seed)
     n = 1 + seed % 6
     circuit, inputs, weights = random_circuit(n, depth=30, rng=rng)
@@ -114,7 +122,7 @@ def parameter_shift(circuit, inputs, weights, x, w, op) -> np.ndarray:
 
 
 @pytest.mark.parametrize("feature_map,ansatz", list(itertools.product(FEATURE_MAPS, ANSATZE)))
-def test_weight_gradients_match_parameter_shift(feature_map, ansatz):
+def test_weight_gradients_match_parameter_shift(feature_map, ansatz, backward):
     rng = np.random.default_rng(1)
     circuit, inputs, weights = build_circuit(3, feature_map, ansatz, reps=1, entanglement="circular")
     op = build_observables(["XZY"], 3)[0]
@@ -126,7 +134,7 @@ def test_weight_gradients_match_parameter_shift(feature_map, ansatz):
 
 
 @pytest.mark.parametrize("feature_map", list(FEATURE_MAPS))
-def test_input_gradients_match_finite_differences(feature_map):
+def test_input_gradients_match_finite_differences(feature_map, backward):
     circuit, inputs, weights = build_circuit(3, feature_map, "efficient_su2", reps=1, entanglement="full")
     simulator, expectations = TorchStatevector(circuit, inputs, weights), PauliExpectations(build_observables("z", 3))
     x = torch.rand(2, len(inputs), dtype=torch.float64, requires_grad=True)
@@ -134,7 +142,8 @@ def test_input_gradients_match_finite_differences(feature_map):
     assert torch.autograd.gradcheck(lambda x, w: expectations(simulator(x, w)), (x, w))
 
 
-def test_a_wide_circuit_keeps_a_few_states_for_backward_and_its_gradients_are_exact():
+def test_a_wide_circuit_keeps_a_few_states_for_backward_and_its_gradients_are_exact(monkeypatch):
+    monkeypatch.setattr(statevector, "KEEP_STATES_BELOW", 0)  # 4 x 2**12 amplitudes would be kept otherwise
     # 12 qubits: blocks in the middle of the state; reupload: input rotations after the first layer.
     circuit, inputs, weights = build_circuit(12, "angle_ry", "efficient_su2", reps=2, entanglement="full", reupload=2)
     simulator, expectations = TorchStatevector(circuit, inputs, weights), PauliExpectations(build_observables("zz", 12))

@@ -11,16 +11,14 @@ TORCH_FUNCTIONS = {"sin": torch.sin, "cos": torch.cos, "exp": torch.exp, "sqrt":
 
 
 class Angles:
-    """Angles (ParameterExpressions or numbers) evaluated together on (x, w). Angles
-    that read no input are `shared` by the batch: (n,) rather than (batch, n), so the
-    gates they turn become one matrix for every sample."""
+    """Angles (ParameterExpressions or numbers) evaluated together on (x, w), one row
+    per sample: (batch, n)."""
 
-    def __init__(self, input_params, weight_params, shared: bool):
+    def __init__(self, input_params, weight_params):
         self.xs = [sympy.Symbol(f"x{i}") for i in range(len(input_params))]
         self.ws = [sympy.Symbol(f"w{i}") for i in range(len(weight_params))]
         self.symbols = dict(zip([p.name for p in input_params], self.xs))
         self.symbols |= dict(zip([p.name for p in weight_params], self.ws))
-        self.shared = shared
         self.expressions: list = []
 
     def reads_inputs(self, angle) -> bool:
@@ -32,7 +30,7 @@ class Angles:
         return len(self.expressions) - 1
 
     def compile(self):
-        """A function (x (B, n_in), w (n_w,)) -> angles (B, n) or (n,) if shared; None if empty."""
+        """A function (x (B, n_in), w (n_w,)) -> angles (B, n); None if empty."""
         if not self.expressions:
             return None
         if all(isinstance(e, sympy.Symbol) for e in self.expressions):
@@ -41,7 +39,7 @@ class Angles:
 
         def evaluate(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
             values = function(list(x.T), list(w))
-            like = w.new_ones(()) if self.shared else x.new_ones(x.shape[0])
+            like = x.new_ones(x.shape[0])
             return torch.stack([value * like for value in values], dim=-1)
 
         return evaluate
@@ -51,12 +49,9 @@ class Angles:
         gather instead of an op per angle, which small circuits would pay for."""
         names = [*self.xs, *self.ws]
         index = torch.tensor([names.index(e) for e in self.expressions])
-        n_inputs = len(self.xs)
 
         def evaluate(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-            if self.shared:
-                return w[index.to(w.device) - n_inputs]
-            return torch.cat([x, w.expand(x.shape[0], -1)], dim=1)[:, index.to(x.device)]
+            return torch.cat([x, w.expand(x.shape[0], -1)], dim=1).index_select(1, index.to(x.device))
 
         return evaluate
 

@@ -41,11 +41,12 @@ class PauliExpectations:
         return cached(self._cast, (state.dtype, state.device), make)
 
     def __call__(self, state: torch.Tensor) -> torch.Tensor:
-        total = 0
+        total = None
         for mask, (values, rows) in zip(self.masks, self._tensors(state)):
             if mask == 0:
                 probabilities = (state.real**2 + state.imag**2).to(state.dtype) if state.is_complex() else state**2
-                total = total + probabilities @ values
+                term = probabilities @ values
             else:
-                total = total + (state[:, rows].conj() * state) @ values
+                term = (state[:, rows].conj() * state) @ values
+            total = term if total is None else total + term
         return total.real if total.is_complex() else total

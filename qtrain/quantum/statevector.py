@@ -8,7 +8,9 @@ diagonal and permutation gates, and layers of one-qubit gates fused into blocks 
 neighbouring qubits. A circuit of real gates (RY, H, CX, CZ, ...: `real_amplitudes`
 on `angle_ry`) is simulated in real arithmetic, half the memory traffic.
 
-Gradients: `AdjointRun` (qtrain.quantum.steps) keeps only the final state.
+Gradients: a small state (under KEEP_STATES_BELOW amplitudes) goes through plain
+autograd, which keeps a state per step; a larger one through `AdjointRun`
+(qtrain.quantum.steps), which keeps only the final state.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ ONE_BLOCK_UP_TO = 6
 # The first layer's product state is built in chunks of this many qubits, each by one
 # gather and product (memory: qubits x 2**qubits), then joined by outer products.
 PRODUCT_CHUNK_QUBITS = 8
+# Below this many amplitudes (batch x 2**n) autograd keeps a state per step (a few KB
+# each): fewer ops than the adjoint walk back, which small circuits would pay for.
+KEEP_STATES_BELOW = 2**15
 CONSTANT_PHASES = {"z": math.pi, "s": math.pi / 2, "sdg": -math.pi / 2, "t": math.pi / 4, "tdg": -math.pi / 4}
 MATRICES = {
     "h": np.array([[1, 1], [1, -1]], dtype=np.complex128) / math.sqrt(2),
@@ -96,11 +101,11 @@ class TorchStatevector(nn.Module):
         self.dim = 2**self.n_qubits
         self.constants: dict[str, np.ndarray] = {}  # cast per dtype and device, once
         self._cast: dict = {}
-        self.phase_angles = Angles(input_params, weight_params, shared=False)
-        self.rotations = {s: Angles(input_params, weight_params, shared=s) for s in (False, True)}
+        self.phase_angles = Angles(input_params, weight_params)
+        self.rotation_angles = Angles(input_params, weight_params)
         self.steps: list[PhaseStep | BlockStep] = []
         self.real_runs: list[bool] = []
-        self.generators: dict[bool, list[np.ndarray]] = {False: [], True: []}  # per rotation: RX or RY
+        self.generators: list[np.ndarray] = []  # per rotation: RX's or RY's
         self.fixed: list[np.ndarray] = []  # the 2x2 matrices of H, SX, U
         self.preparation: list[list[tuple]] | None = None  # a first layer's gates per qubit: see _initial_state
         layer: dict[int, list[tuple]] = {}
@@ -124,59 +129,53 @@ class TorchStatevector(nn.Module):
         self._palette_constants()
         self.real = all(self.real_runs) and all(np.allclose(np.imag(c), 0) for c in self.constants.values())
         self.phase_fn = self.phase_angles.compile()
-        self.rotation_fns = {s: angles.compile() for s, angles in self.rotations.items()}
+        self.rotation_fn = self.rotation_angles.compile()
 
     def _one_qubit_gate(self, gate: str, params) -> tuple:
         if gate in ROTATION_GENERATORS:
-            shared = not self.rotations[False].reads_inputs(params[0])
-            self.generators[shared].append(ROTATION_GENERATORS[gate])
-            return ("rotation", shared, self.rotations[shared].add(params[0]))
+            self.generators.append(ROTATION_GENERATORS[gate])
+            return ("rotation", self.rotation_angles.add(params[0]), self.rotation_angles.reads_inputs(params[0]))
         self.fixed.append(MATRICES[gate] if gate in MATRICES else _u_matrix(*map(float, params)))
         return ("fixed", len(self.fixed) - 1)
 
     def _palette_constants(self) -> None:
-        """Every one-qubit matrix of a forward pass sits in a palette: the shared one holds
-        the rotations that read no input, the fixed matrices and the identity; the
-        batched one (per sample) the input rotations, then the shared palette. A block
-        picks its matrices by an index (gates in order, qubits lowest first); blocks of
-        one width and palette are built together, a few ops for all of them."""
+        """Every one-qubit matrix of a forward pass sits in one palette (batch, P, 2, 2):
+        the rotations, the fixed matrices, the identity. A block picks its matrices by an
+        index (gates in order, qubits lowest first); a block whose gates read no input is
+        the same for every sample and takes sample 0's. Blocks of one width that read
+        inputs or not are built together, a few ops for all of them."""
         self.constants["fixed"] = np.array([*self.fixed, np.eye(2)], dtype=np.complex128).reshape(-1, 2, 2)
-        for shared, generators in self.generators.items():
-            if generators:
-                self.constants[f"generators_{shared}"] = np.array(generators, dtype=np.complex128)
+        if self.generators:
+            self.constants["generators"] = np.array(self.generators, dtype=np.complex128)
+            self.constants["eye"] = np.eye(2, dtype=np.complex128)
         self.block_groups: dict[tuple[bool, int], list[int]] = {}  # (batched, width): its steps' positions
         for position, step in enumerate(self.steps):
             if isinstance(step, BlockStep):
                 step.batched = _reads_inputs(step.gates)
                 self.block_groups.setdefault((step.batched, step.width), []).append(position)
         for (batched, width), positions in self.block_groups.items():
-            gates = [self.steps[p].gates for p in positions]
-            self.constants[f"blocks_{batched}_{width}"] = self._palette_index(gates, batched)
+            self.constants[f"blocks_{batched}_{width}"] = self._palette_index([self.steps[p].gates for p in positions])
             self.constants[f"kron{width}"] = _kron_index(width)
         if self.preparation is not None:
             self.preparation_batched = _reads_inputs(self.preparation)
-            self.constants["preparation"] = self._palette_index([self.preparation], batched=self.preparation_batched)
+            self.constants["preparation"] = self._palette_index([self.preparation])
             for first in range(0, self.n_qubits, PRODUCT_CHUNK_QUBITS):
                 width = min(PRODUCT_CHUNK_QUBITS, self.n_qubits - first)
                 self.constants[f"product_state{first}"] = _product_state_index(first, width)
 
-    def _palette_index(self, blocks: list[list[list[tuple]]], batched: bool) -> np.ndarray:
+    def _palette_index(self, blocks: list[list[list[tuple]]]) -> np.ndarray:
         """(blocks, depth, qubits): each block's qubits' gates in order, padded with the identity."""
         identity = ("fixed", len(self.fixed))
         depth = max(len(gates) for block in blocks for gates in block)
         index = [
-            [[self._position(g[t] if t < len(g) else identity, batched) for g in block] for t in range(depth)]
+            [[self._position(g[t] if t < len(g) else identity) for g in block] for t in range(depth)]
             for block in blocks
         ]
         return np.array(index, dtype=np.int64)
 
-    def _position(self, gate: tuple, batched: bool) -> int:
-        """A gate's place in its block's palette."""
-        offset = len(self.generators[False]) if batched else 0  # the batched palette's input rotations
-        if gate[0] == "rotation":
-            _, shared, index = gate
-            return index + offset if shared else index
-        return offset + len(self.generators[True]) + gate[1]
+    def _position(self, gate: tuple) -> int:
+        """A gate's place in the palette: the rotations come first, then the fixed matrices."""
+        return gate[1] if gate[0] == "rotation" else len(self.generators) + gate[1]
 
     def _close_run(self, run: _PhaseRun) -> None:
         name = f"run{len(self.steps)}"
@@ -222,15 +221,16 @@ class TorchStatevector(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         dtype = self.state_dtype(x.dtype)
         const = self._constants(dtype, x.device)
-        palettes = self._palettes(x, w, const, dtype)
-        params = self._step_params(x, w, const, palettes)
-        state = self._initial_state(x.shape[0], const, palettes)
+        palette = self._palette(x, w, const)
+        params = self._step_params(x, w, const, palette)
+        state = self._initial_state(x.shape[0], const, palette)
         tracing = torch.compiler.is_compiling() or torch.compiler.is_exporting()
-        if torch.is_grad_enabled() and not tracing and any(t.requires_grad for t in [state, *params] if t is not None):
-            return AdjointRun.apply(self.steps, const, state, *params)
-        return run_steps(self.steps, const, state, params)
+        small = state.numel() < KEEP_STATES_BELOW
+        if small or tracing or not torch.is_grad_enabled():
+            return run_steps(self.steps, const, state, params)
+        return AdjointRun.apply(self.steps, const, state, *params)
 
-    def _initial_state(self, batch: int, const: dict, palettes: dict) -> torch.Tensor:
+    def _initial_state(self, batch: int, const: dict, palette: torch.Tensor) -> torch.Tensor:
         """|0...0>, or the product state the first layer makes of it: qubit q's state is
         column 0 of its matrix, the state their Kronecker product (a few small ops, for a
         layer that would be n/4 block steps; see _product_state_index)."""
@@ -238,7 +238,7 @@ class TorchStatevector(nn.Module):
             state = torch.zeros(batch, self.dim, dtype=const["fixed"].dtype, device=const["fixed"].device)
             state[:, 0] = 1
             return state
-        qubits = _qubit_products(palettes[self.preparation_batched], const["preparation"])[..., 0, :, :, 0]
+        qubits = _first_columns(_sample(palette, self.preparation_batched), const["preparation"])
         amplitudes = qubits.flatten(-2)
         state = None
         for first in reversed(range(0, self.n_qubits, PRODUCT_CHUNK_QUBITS)):  # high qubits: high bits
@@ -246,36 +246,33 @@ class TorchStatevector(nn.Module):
             state = chunk if state is None else (state[..., :, None] * chunk[..., None, :]).flatten(-2)
         return state.expand(batch, self.dim).contiguous()
 
-    def _step_params(self, x: torch.Tensor, w: torch.Tensor, const: dict, palettes: dict) -> list[torch.Tensor | None]:
+    def _step_params(self, x: torch.Tensor, w: torch.Tensor, const: dict, palette: torch.Tensor) -> list:
         """Each step's input: a phase run's angles (B, m), a block's matrix (B or -, K, K)."""
         phases = self.phase_fn(x, w) if self.phase_fn else None
         matrices = {}
         for (batched, width), positions in self.block_groups.items():
-            group = _block_matrices(palettes[batched], const[f"blocks_{batched}_{width}"], const[f"kron{width}"])
+            group = _block_matrices(
+                _sample(palette, batched), const[f"blocks_{batched}_{width}"], const[f"kron{width}"]
+            )
             matrices |= {p: group[..., i, :, :] for i, p in enumerate(positions)}
         return [
             matrices[p] if isinstance(step, BlockStep) else phases[:, step.indices] if step.indices else None
             for p, step in enumerate(self.steps)
         ]
 
-    def _palettes(self, x: torch.Tensor, w: torch.Tensor, const: dict, dtype) -> dict[bool, torch.Tensor]:
-        """The shared palette (n, 2, 2) and the batched one (B, n, 2, 2): see _palette_constants."""
-        eye = torch.eye(2, dtype=dtype, device=x.device)
-        rotations = {
-            shared: _rotations(fn(x, w), const[f"generators_{shared}"], eye)
-            for shared, fn in self.rotation_fns.items()
-            if fn is not None
-        }
-        shared = torch.cat([rotations[True], const["fixed"]]) if True in rotations else const["fixed"]
-        if False not in rotations:
-            return {False: shared}
-        return {False: shared, True: torch.cat([rotations[False], shared.expand(x.shape[0], *shared.shape)], 1)}
+    def _palette(self, x: torch.Tensor, w: torch.Tensor, const: dict) -> torch.Tensor:
+        """(batch, P, 2, 2): see _palette_constants. RX(t), RY(t) = cos(t/2) I + sin(t/2) K."""
+        fixed = const["fixed"].expand(x.shape[0], -1, -1, -1)
+        if self.rotation_fn is None:
+            return fixed
+        half = self.rotation_fn(x, w)[..., None, None] / 2
+        rotations = torch.cos(half) * const["eye"] + torch.sin(half) * const["generators"]
+        return torch.cat([rotations, fixed], 1)
 
 
-def _rotations(angles: torch.Tensor, generators: torch.Tensor, eye: torch.Tensor) -> torch.Tensor:
-    """RX(t) or RY(t) = cos(t/2) I + sin(t/2) K, one matrix per angle."""
-    half = angles[..., None, None] / 2
-    return torch.cos(half) * eye + torch.sin(half) * generators
+def _sample(palette: torch.Tensor, batched: bool) -> torch.Tensor:
+    """The palette of each sample, or sample 0's for gates that read no input."""
+    return palette if batched else palette[0]
 
 
 def _block_matrices(palette: torch.Tensor, index: torch.Tensor, kron_index: torch.Tensor) -> torch.Tensor:
@@ -301,8 +298,18 @@ def _qubit_products(palette: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return qubits
 
 
+def _first_columns(palette: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(..., qubits, 2): each qubit's gates (index (1, depth, qubits)) applied to |0>,
+    as vectors: one multiply and sum per gate after the first, no matrix products."""
+    gates = palette.index_select(-3, index.flatten()).unflatten(-3, index.shape[1:])
+    state = gates[..., 0, :, :, 0]
+    for level in range(1, index.shape[1]):
+        state = (gates[..., level, :, :, :] * state[..., None, :]).sum(-1)
+    return state
+
+
 def _reads_inputs(gates: list[list[tuple]]) -> bool:
-    return any(gate[:2] == ("rotation", False) for qubit in gates for gate in qubit)
+    return any(gate[0] == "rotation" and gate[2] for qubit in gates for gate in qubit)
 
 
 def _kron_index(width: int) -> np.ndarray:
