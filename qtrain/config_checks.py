@@ -98,7 +98,7 @@ def check_config(cfg: DictConfig) -> None:
     trainer = cfg.trainer
     _positive_int("trainer.accumulate_batches", trainer.accumulate_batches)
     _optional(_positive_number, "trainer.grad_clip_norm", trainer.grad_clip_norm)
-    for key in ("limit_epochs", "limit_train_batches", "limit_eval_batches"):
+    for key in ("limit_epochs", "limit_train_batches", "overfit_batches", "limit_eval_batches"):
         _optional(_positive_int, f"trainer.{key}", trainer[key])
     if trainer.monitor_mode not in ("max", "min"):
         raise ConfigError("trainer.monitor_mode", trainer.monitor_mode, "use max or min")

@@ -13,6 +13,7 @@ from conftest import CONF, ROOT, make_config, run_cli
 from hydra.utils import execution_whitelist, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+import qtrain
 from qtrain import TRUSTED_TARGETS
 from qtrain.config_keys import check_keys
 from qtrain.engine.hardware import resolve_device
@@ -20,7 +21,21 @@ from qtrain.errors import ConfigError
 from qtrain.tasks import Task
 from qtrain.tracking.tracker import Tracker
 
-GROUPS = ["task", "dataset", "encoder", "model", "optimizer", "scheduler", "stages", "hardware", "tracking", "debug"]
+GROUPS = [
+    "task",
+    "dataset",
+    "encoder",
+    "model",
+    "quantum",
+    "optimizer",
+    "scheduler",
+    "stages",
+    "hardware",
+    "tracking",
+    "debug",
+]
+# Where a group is chosen from the CLI: the quantum presets are mounted in the hybrid models.
+CHOICE_KEYS = {"quantum": "quantum@model.quantum"}
 # image_folder has no default location or class count, features no file: the user must say them
 REQUIRED = {
     "dataset=image_folder": ["dataset.root=/tmp/images", "dataset.num_classes=3"],
@@ -39,8 +54,9 @@ def options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_and_instantiates(group, option):
-    override = f"{group}={option}"
-    cfg = make_config(override, *REQUIRED.get(override, ["model=cnn_quantum"] if group == "encoder" else []))
+    override = f"{CHOICE_KEYS.get(group, group)}={option}"
+    hybrid = ["model=cnn_quantum"] if group in ("encoder", "quantum") else []
+    cfg = make_config(override, *REQUIRED.get(override, hybrid))
     check_keys(OmegaConf.to_container(cfg))  # every key of every option is one qtrain reads
     with execution_whitelist(TRUSTED_TARGETS):
         if group == "dataset":
@@ -64,6 +80,14 @@ def test_every_option_composes_and_instantiates(group, option):
             output = model(x)
             logits = output["ensemble"] if isinstance(output, dict) else output
             assert logits.shape == (2, cfg.dataset.num_classes)
+        elif group == "quantum":
+            text = yaml.safe_load((CONF / "quantum" / f"{option}.yaml").read_text())
+            preset = {k: v for k, v in text.items() if k not in ("defaults", "n_qubits", "seed")}
+            assert {k: cfg.model.quantum[k] for k in preset} == preset  # the preset's circuit
+            model = instantiate(cfg.model)
+            assert model.head.quantum.circuit.num_qubits == cfg.model.quantum.n_qubits == 6  # cnn_quantum's width
+            x = torch.randn(2, cfg.dataset.in_channels, cfg.dataset.image_size, cfg.dataset.image_size)
+            assert model(x).shape == (2, cfg.dataset.num_classes)
         elif group in ("optimizer", "scheduler"):
             params = [torch.nn.Parameter(torch.zeros(3))]
             optimizer = instantiate(cfg.optimizer)(params, lr=0.1)
@@ -89,7 +113,14 @@ def test_every_option_composes_and_instantiates(group, option):
             assert isinstance(task, Task) and cfg.trainer.monitor in task.monitors()
             assert cfg.objective == f"{cfg.trainer.monitor}_best"
         elif group == "debug":
-            assert cfg.trainer.limit_epochs == 1 and cfg.trainer.limit_train_batches > 0
+            tracked = qtrain.compose([override])  # make_config turns tracking off itself
+            assert not tracked.tracking and cfg.hardware.num_workers == 0  # debug/default, in every preset
+            if option == "fast":
+                assert cfg.trainer.limit_epochs == 1 and cfg.trainer.limit_train_batches > 0
+            elif option == "overfit":
+                assert cfg.trainer.overfit_batches > 0 and cfg.trainer.limit_epochs is None
+            elif option == "profile":
+                assert cfg.hardware.profile and cfg.trainer.limit_epochs == 1
 
 
 def test_stage_length_is_set_from_the_cli():

@@ -237,7 +237,14 @@ def test_an_added_key_nothing_reads_is_refused_with_the_nearest_name(tmp_path, o
 def test_a_refusal_comes_before_the_config_tree_and_any_tracked_run(tmp_path, capsys, overrides, message):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     with pytest.raises(ConfigError) as error:
-        run_config(tmp_path / "run", "model=cnn_quantum", "debug=fast", f"tracking.mlflow.uri={uri}", *overrides)
+        run_config(
+            tmp_path / "run",
+            "model=cnn_quantum",
+            "debug=fast",
+            "tracking=mlflow",
+            f"tracking.mlflow.uri={uri}",
+            *overrides,
+        )
     assert str(error.value).startswith(message)
     shown = capsys.readouterr()
     assert "config" not in shown.err and not shown.out  # no config tree, no summary

@@ -95,7 +95,8 @@ def test_a_refusal_is_one_line_exit_1_no_mlflow_run_and_nothing_earlier_changed(
     if not any(o.startswith("hydra.run.dir=") for o in overrides):
         overrides.append(f"hydra.run.dir={tmp_path / 'run'}")
     before = snapshot(earlier)
-    result = run_cli(*FAST, *overrides, f"tracking.mlflow.uri=sqlite:///{tmp_path}/mlflow.db", cwd=tmp_path)
+    tracked = ["tracking=mlflow", f"tracking.mlflow.uri=sqlite:///{tmp_path}/mlflow.db"]
+    result = run_cli(*FAST, *overrides, *tracked, cwd=tmp_path)
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     assert result.returncode == 1, lines
     assert len(lines) == 1 and message in lines[0], lines

@@ -46,6 +46,7 @@ def test_a_run_logs_config_metrics_and_files(tmp_path):
         "stages.train.epochs=2",
         "trainer.limit_epochs=2",
         "optimizer.lr=0.002",
+        "tracking=mlflow",  # debug presets track nothing unless asked
         f"tracking.mlflow.uri={uri}",
         "tracking.mlflow.log_checkpoint=true",
         "tracking.mlflow.log_model=true",
@@ -130,7 +131,12 @@ def test_a_diverged_run_is_marked_failed(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     with pytest.raises(TrainingDiverged, match="train/loss=nan in stage train, epoch 1: training diverged"):
         run_config(
-            tmp_path / "run", "model=simple_cnn", "debug=fast", "optimizer.lr=1e30", f"tracking.mlflow.uri={uri}"
+            tmp_path / "run",
+            "model=simple_cnn",
+            "debug=fast",
+            "optimizer.lr=1e30",
+            "tracking=mlflow",
+            f"tracking.mlflow.uri={uri}",
         )
     (run,) = runs_of(uri)
     assert run.info.status == "FAILED"
@@ -183,6 +189,7 @@ def test_optuna_sweep_nests_trials_and_records_a_failed_one(tmp_path):
         f"hydra.sweeper.storage={storage}",
         "hydra.sweeper.study_name=test",
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "tracking=mlflow",
         f"tracking.mlflow.uri={uri}",
         cwd=tmp_path,
         timeout=300,
@@ -366,6 +373,7 @@ def test_a_password_in_the_tracking_uri_reaches_no_log(tmp_path):
     result = run_cli(
         "model=simple_cnn",
         "debug=fast",
+        "tracking=mlflow",
         "tracking.mlflow.uri=http://bob:s3cret@127.0.0.1:9",  # unreachable: its URL is in the warnings
         "tracking.mlflow.http_timeout_s=1",
         "tracking.mlflow.http_retries=0",
@@ -392,6 +400,7 @@ def test_a_joblib_sweep_runs_jobs_in_parallel_under_one_parent(tmp_path):
         "hydra.sweeper.n_trials=4",
         f"hydra.sweeper.storage=sqlite:///{tmp_path}/optuna.db",
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "tracking=mlflow",
         f"tracking.mlflow.uri={uri}",
         cwd=tmp_path,
         timeout=600,

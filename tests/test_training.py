@@ -315,3 +315,15 @@ def test_a_kill_between_checkpoint_writes_leaves_a_pair_that_resumes_exactly(tmp
     assert resumed["test/acc"] == straight["test/acc"]
     straight_weights, resumed_weights = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
     assert all(torch.equal(straight_weights[k], resumed_weights[k]) for k in straight_weights)
+
+
+def test_debug_overfit_learns_its_few_batches_far_better_than_fresh_ones(tmp_path):
+    # The same 2 batches every epoch (order and augmentation too) are learned by heart; 2 fresh
+    # batches per epoch, the same number of steps, are not.
+    common = ["model=simple_cnn", "hardware=cpu", "trainer.progress=false", "dataset.augment.enabled=false"]
+    common += ["stages.train.epochs=20", "scheduler=none", "optimizer.lr=3e-3"]
+    run_config(tmp_path / "overfit", *common, "debug=overfit")
+    run_config(tmp_path / "fresh", *common, "debug=default", "trainer.limit_train_batches=2")
+    overfit, fresh = read_history(tmp_path / "overfit"), read_history(tmp_path / "fresh")
+    assert [r["step"] for r in overfit] == [r["step"] for r in fresh] == [str(2 * e) for e in range(1, 21)]
+    assert float(overfit[-1]["train/loss"]) < 0.5 * float(fresh[-1]["train/loss"])

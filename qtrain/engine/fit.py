@@ -264,6 +264,8 @@ class Trainer:
 
     def _train_batches(self, epoch_key: int, skip: int):
         limit = self.settings.limit_train_batches
+        if self.settings.overfit_batches:  # the same batches (order and augmentation) every epoch
+            epoch_key, limit = 0, self.settings.overfit_batches
         return self.stage_data.train_batches(epoch_key, skip=skip, limit=limit, shard=self.processes.shard)
 
     def _stop_early(self, stage: Stage) -> bool:
