@@ -8,10 +8,11 @@ from pathlib import Path
 
 import torch
 from hydra.utils import execution_whitelist, instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from qtrain import TRUSTED_TARGETS, reports
 from qtrain.config_checks import check_config, check_resumable
+from qtrain.engine.best import best_values
 from qtrain.engine.checkpoint import clean_after_kill, load_checkpoint, load_weights
 from qtrain.engine.distributed import ProcessGroup, process_group
 from qtrain.engine.fit import Trainer
@@ -26,6 +27,9 @@ from qtrain.engine.hardware import (
     step_profiler,
 )
 from qtrain.engine.interrupt import StopRequest
+from qtrain.engine.loop import StepOptions
+from qtrain.engine.run_checkpoints import RunCheckpoints
+from qtrain.engine.settings import TrainerSettings
 from qtrain.errors import TrainingInterrupted
 from qtrain.export import export_model
 from qtrain.model_info import write_model_info
@@ -98,7 +102,6 @@ def _train_and_test(
     hardware, device = cfg.hardware, processes.device
     checkpoint, task, data, model = parts.checkpoint, parts.task, parts.data, parts.model
     amp = resolve_amp(device, hardware.amp)
-    autocast = autocast_factory(device, amp)
     log.info(
         "%s: %d train / %d val / %d test samples", data.name, data.size("train"), data.size("val"), data.size("test")
     )
@@ -107,20 +110,24 @@ def _train_and_test(
         type(model).__name__,
         f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,}",
     )
+    options = StepOptions(
+        task=task,
+        device=device,
+        autocast=autocast_factory(device, amp),
+        scaler=grad_scaler(device, amp),
+        accumulate=cfg.trainer.accumulate_batches,
+        grad_clip_norm=cfg.trainer.grad_clip_norm,
+    )
     trainer = Trainer(
         model,
         data,
+        options,
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler),
         stages=cfg.stages,
-        settings=cfg.trainer,
-        device=device,
-        autocast=autocast,
-        scaler=grad_scaler(device, amp),
-        run_dir=run_dir,
-        config=cfg,
+        settings=TrainerSettings(**OmegaConf.to_container(cfg.trainer, resolve=True)),
+        checkpoints=RunCheckpoints(run_dir, model, options.scaler, cfg, data, processes),
         processes=processes,
-        task=task,
         compiled=maybe_compile(model, hardware.compile),
         on_epoch_end=tracker.log_epoch,
         profiler=step_profiler(run_dir / "profile", hardware.profile and processes.is_main, hardware.profile_steps),
@@ -130,7 +137,7 @@ def _train_and_test(
     if cfg.train:
         trainer.fit()
         trainer.load_best()
-    metrics = trainer.summary()
+    metrics = best_values(trainer.state.history, task.best)
     if not processes.is_main:
         return processes.broadcast(None)  # rank 0 tests and writes the reports
     if cfg.test:

@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import final_weights, interrupt_after, read_history, run_config, write_mnist_folder
 
-from qtrain.engine import fit
+from qtrain.engine import run_checkpoints
 from qtrain.engine.checkpoint import load_checkpoint, save_checkpoint
 from qtrain.engine.hardware import configure_backends, memory_format, resolve_amp
 from qtrain.errors import ConfigError, TrainingInterrupted
@@ -298,7 +298,7 @@ class Killed(BaseException):
 @pytest.mark.parametrize("copy", [5, 6])
 def test_a_kill_between_checkpoint_writes_leaves_a_pair_that_resumes_exactly(tmp_path, monkeypatch, copy):
     straight = run_config(tmp_path / "straight", *SHORT)
-    original, calls = fit.copy_checkpoint, []
+    original, calls = run_checkpoints.copy_checkpoint, []
 
     def copy_or_die(source, target):
         calls.append(target.name)
@@ -306,7 +306,7 @@ def test_a_kill_between_checkpoint_writes_leaves_a_pair_that_resumes_exactly(tmp
             raise Killed
         original(source, target)
 
-    monkeypatch.setattr(fit, "copy_checkpoint", copy_or_die)
+    monkeypatch.setattr(run_checkpoints, "copy_checkpoint", copy_or_die)
     with pytest.raises(Killed):
         run_config(tmp_path / "cut", *SHORT)
     monkeypatch.undo()

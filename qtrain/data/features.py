@@ -8,6 +8,8 @@ head-only model on them later, without the encoder.
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 import torch
@@ -15,6 +17,8 @@ import torch
 from qtrain.data.batches import TensorSplits
 from qtrain.errors import ConfigError
 from qtrain.files import load_tagged, save_tagged
+
+log = logging.getLogger("qtrain")
 
 FORMAT = "qtrain-features/1"
 SPLITS = ("train", "val", "test")
@@ -69,10 +73,21 @@ class FeatureData(TensorSplits):
 
 
 @torch.no_grad()
-def compute_features(extract, data, device: torch.device) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """`extract(x)` over every split of `data`, in order and without augmentation."""
+def compute_features(extract, data, device: torch.device, save_to: Path | None) -> FeatureData:
+    """`extract(x)` over every split of `data`, in order and without augmentation,
+    served as FeatureData (and saved to `save_to`)."""
+    started = time.perf_counter()
     splits = {}
     for split in SPLITS:
         parts = [(extract(x.to(device)), y.to(device)) for x, y in data.eval_batches(split)]
         splits[split] = (torch.cat([f for f, _ in parts]).float(), torch.cat([y for _, y in parts]))
-    return splits
+    features = FeatureData.of(splits, data.class_names, data.batch_size, data.split_seed)
+    if save_to is not None:
+        features.save(save_to)
+    log.info(
+        "%d features per sample computed for %s samples in %.1fs",
+        features.num_features,
+        "/".join(str(features.size(s)) for s in SPLITS),
+        time.perf_counter() - started,
+    )
+    return features

@@ -35,15 +35,17 @@ class EpochProgress:
         return {f"{prefix}/loss": self.loss_sum / seen, f"{prefix}/{score}": self.score_sum / seen}
 
 
-@dataclass
+@dataclass(frozen=True)
 class StepOptions:
-    """How a batch becomes an optimizer step."""
+    """How a batch becomes an optimizer step. Immutable: the Trainer gives each stage its
+    own copy (dataclasses.replace) with the stage's loss, frozen modules and stepping."""
 
-    criterion: Callable  # (output, target) -> (loss, the output the metrics judge): stages.StageLoss
     task: Task
     device: torch.device
     autocast: Callable[[], AbstractContextManager]
     scaler: torch.amp.GradScaler
+    # (output, target) -> (loss, the output the metrics judge): the stage's stages.StageLoss
+    criterion: Callable | None = None
     accumulate: int = 1
     grad_clip_norm: float | None = None
     step_scheduler: bool = True  # False for ReduceLROnPlateau, stepped once per epoch

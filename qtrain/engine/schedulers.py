@@ -8,6 +8,8 @@ ReduceLROnPlateau, which is stepped once per epoch with the monitored metric.
 
 from __future__ import annotations
 
+import warnings
+
 from torch.optim import Optimizer, lr_scheduler
 
 
@@ -69,3 +71,15 @@ def onecycle(
         div_factor=div_factor,
         final_div_factor=final_div_factor,
     )
+
+
+def replan_schedule(scheduler, steps: int) -> None:
+    """Bring a new schedule (built for the stage's new length) to the step training
+    stands at: the learning rate of a run planned with that length from the start."""
+    # From the schedule's first value: the optimizer state just loaded holds the old plan's.
+    for group, lr in zip(scheduler.optimizer.param_groups, scheduler.get_last_lr(), strict=True):
+        group["lr"] = lr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "lr_scheduler.step() before optimizer.step()"
+        for _ in range(steps):
+            scheduler.step()

@@ -89,3 +89,19 @@ def print_summary(metrics: dict[str, float], stages: list[dict]) -> None:
             f"stage {stage['name']}", f"{stage['epochs']} epochs, best {stage['best']:.4f}, {stage['wall_time_s']:.1f}s"
         )
     Console().print(table)
+
+
+def bar_text(progress, score: str) -> str:
+    """An epoch bar's text: running loss and score, throughput (progress: EpochProgress)."""
+    metrics = progress.metrics("train", score)
+    return (
+        f"loss {metrics['train/loss']:.4f}  {score} {metrics[f'train/{score}']:.3f}  "
+        f"{progress.samples_per_s:,.0f} samples/s"
+    )
+
+
+def epoch_line(row: dict, shown: tuple[str, ...], improved: bool) -> str:
+    """An epoch's log line: the `shown` metrics of its history row; * when it improved."""
+    metrics = "  ".join(f"{name} {row[name]:.4f}" for name in dict.fromkeys(shown))
+    star = "  *" if improved else ""
+    return f"{row['stage']} epoch {row['epoch']}  {metrics}  lr {row['lr']:.2e}  {row['samples_per_s']:.0f} samples/s{star}"
