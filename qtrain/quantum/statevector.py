@@ -20,15 +20,23 @@ import math
 import numpy as np
 import torch
 from qiskit import QuantumCircuit, transpile
-from qiskit.converters import circuit_to_dag
 from torch import nn
 
 from qtrain.quantum.angles import Angles
 from qtrain.quantum.cache import cached
+from qtrain.quantum.palette import (
+    block_matrices,
+    first_columns,
+    kron_index,
+    product_state_index,
+    products,
+    reads_inputs,
+    sample,
+)
+from qtrain.quantum.phase_runs import MATRIX_GATES, PhaseRun, in_runs
 from qtrain.quantum.steps import AdjointRun, BlockStep, PhaseStep, run_steps
 
 BASIS = ["h", "sx", "rx", "ry", "u", "p", "rz", "cp", "rzz", "x", "y", "z", "s", "sdg", "t", "tdg", "cx", "cz", "swap"]
-MATRIX_GATES = ("h", "sx", "rx", "ry", "u")
 BLOCK_QUBITS = 4
 # A circuit this narrow takes each layer as one block: a 64 x 64 matmul costs less than
 # the ops of a second step, which small circuits pay for (they are bound by op overhead).
@@ -39,56 +47,12 @@ PRODUCT_CHUNK_QUBITS = 8
 # Below this many amplitudes (batch x 2**n) autograd keeps a state per step (a few KB
 # each): fewer ops than the adjoint walk back, which small circuits would pay for.
 KEEP_STATES_BELOW = 2**15
-CONSTANT_PHASES = {"z": math.pi, "s": math.pi / 2, "sdg": -math.pi / 2, "t": math.pi / 4, "tdg": -math.pi / 4}
 MATRICES = {
     "h": np.array([[1, 1], [1, -1]], dtype=np.complex128) / math.sqrt(2),
     "sx": np.array([[1 + 1j, 1 - 1j], [1 - 1j, 1 + 1j]]) / 2,
 }
 # RX(t) = cos(t/2) I + sin(t/2) K with K below; RY likewise.
 ROTATION_GENERATORS = {"rx": np.array([[0, -1j], [-1j, 0]]), "ry": np.array([[0, -1], [1, 0]], dtype=np.complex128)}
-
-
-class _PhaseRun:
-    """A run of diagonal/permutation gates being compiled: where each basis state goes,
-    and the phase it picks up (constant + angles @ patterns)."""
-
-    def __init__(self, dim: int):
-        self.perm = np.arange(dim)
-        self.constant = np.zeros(dim)
-        self.columns: list[tuple[int, np.ndarray]] = []  # (angle index, pattern)
-
-    def bits(self, qubit: int) -> np.ndarray:
-        """Bit `qubit` of the current output index of each input basis state."""
-        return (self.perm >> qubit) & 1
-
-    def add(self, gate: str, params, qubits, angles: Angles) -> None:
-        bit, dim = self.bits, len(self.perm)
-        if gate in ("p", "rz", "cp", "rzz"):
-            pattern = {
-                "p": lambda: bit(qubits[0]),
-                "rz": lambda: bit(qubits[0]) - 0.5,
-                "cp": lambda: bit(qubits[0]) * bit(qubits[1]),
-                "rzz": lambda: -0.5 * (1 - 2 * (bit(qubits[0]) ^ bit(qubits[1]))),
-            }[gate]()
-            self.columns.append((angles.add(params[0]), pattern.astype(np.float64)))
-        elif gate in CONSTANT_PHASES:
-            self.constant += CONSTANT_PHASES[gate] * bit(qubits[0])
-        elif gate == "cz":
-            self.constant += math.pi * bit(qubits[0]) * bit(qubits[1])
-        elif gate == "y":  # Y = i X Z
-            self.constant += math.pi * bit(qubits[0]) + math.pi / 2 * np.ones(dim)
-            self.perm = self.perm ^ (1 << qubits[0])
-        elif gate in ("x", "cx"):
-            mask = 1 if gate == "x" else bit(qubits[0])
-            self.perm = self.perm ^ (mask << qubits[-1])
-        elif gate == "swap":
-            differ = bit(qubits[0]) ^ bit(qubits[1])
-            self.perm = self.perm ^ ((differ << qubits[0]) | (differ << qubits[1]))
-        else:  # transpile() guarantees the basis; this is a bug, not bad input
-            raise NotImplementedError(gate)
-
-    def is_real(self) -> bool:
-        return not self.columns and bool(np.allclose(np.sin(self.constant), 0))
 
 
 class TorchStatevector(nn.Module):
@@ -109,8 +73,8 @@ class TorchStatevector(nn.Module):
         self.fixed: list[np.ndarray] = []  # the 2x2 matrices of H, SX, U
         self.preparation: list[list[tuple]] | None = None  # a first layer's gates per qubit: see _initial_state
         layer: dict[int, list[tuple]] = {}
-        run: _PhaseRun | None = None
-        for instruction in _in_runs(transpile(circuit, basis_gates=BASIS, optimization_level=0)):
+        run: PhaseRun | None = None
+        for instruction in in_runs(transpile(circuit, basis_gates=BASIS, optimization_level=0)):
             gate, params = instruction.op.name, instruction.op.params
             qubits = [circuit.find_bit(q).index for q in instruction.qargs]
             if gate in MATRIX_GATES:
@@ -121,7 +85,7 @@ class TorchStatevector(nn.Module):
             else:
                 self._close_layer(layer)
                 layer = {}
-                run = run or _PhaseRun(self.dim)
+                run = run or PhaseRun(self.dim)
                 run.add(gate, params, qubits, self.phase_angles)
         if run is not None:
             self._close_run(run)
@@ -151,17 +115,17 @@ class TorchStatevector(nn.Module):
         self.block_groups: dict[tuple[bool, int], list[int]] = {}  # (batched, width): its steps' positions
         for position, step in enumerate(self.steps):
             if isinstance(step, BlockStep):
-                step.batched = _reads_inputs(step.gates)
+                step.batched = reads_inputs(step.gates)
                 self.block_groups.setdefault((step.batched, step.width), []).append(position)
         for (batched, width), positions in self.block_groups.items():
             self.constants[f"blocks_{batched}_{width}"] = self._palette_index([self.steps[p].gates for p in positions])
-            self.constants[f"kron{width}"] = _kron_index(width)
+            self.constants[f"kron{width}"] = kron_index(width)
         if self.preparation is not None:
-            self.preparation_batched = _reads_inputs(self.preparation)
+            self.preparation_batched = reads_inputs(self.preparation)
             self.constants["preparation"] = self._palette_index([self.preparation])
             for first in range(0, self.n_qubits, PRODUCT_CHUNK_QUBITS):
                 width = min(PRODUCT_CHUNK_QUBITS, self.n_qubits - first)
-                self.constants[f"product_state{first}"] = _product_state_index(first, width)
+                self.constants[f"product_state{first}"] = product_state_index(first, width)
 
     def _palette_index(self, blocks: list[list[list[tuple]]]) -> np.ndarray:
         """(blocks, depth, qubits): each block's qubits' gates in order, padded with the identity."""
@@ -177,7 +141,7 @@ class TorchStatevector(nn.Module):
         """A gate's place in the palette: the rotations come first, then the fixed matrices."""
         return gate[1] if gate[0] == "rotation" else len(self.generators) + gate[1]
 
-    def _close_run(self, run: _PhaseRun) -> None:
+    def _close_run(self, run: PhaseRun) -> None:
         name = f"run{len(self.steps)}"
         inverse = np.empty_like(run.perm)
         inverse[run.perm] = np.arange(self.dim)
@@ -238,11 +202,11 @@ class TorchStatevector(nn.Module):
             state = torch.zeros(batch, self.dim, dtype=const["fixed"].dtype, device=const["fixed"].device)
             state[:, 0] = 1
             return state
-        qubits = _first_columns(_sample(palette, self.preparation_batched), const["preparation"])
+        qubits = first_columns(sample(palette, self.preparation_batched), const["preparation"])
         amplitudes = qubits.flatten(-2)
         state = None
         for first in reversed(range(0, self.n_qubits, PRODUCT_CHUNK_QUBITS)):  # high qubits: high bits
-            chunk = _products(amplitudes, const[f"product_state{first}"])
+            chunk = products(amplitudes, const[f"product_state{first}"])
             state = chunk if state is None else (state[..., :, None] * chunk[..., None, :]).flatten(-2)
         return state.expand(batch, self.dim).contiguous()
 
@@ -251,9 +215,7 @@ class TorchStatevector(nn.Module):
         phases = self.phase_fn(x, w) if self.phase_fn else None
         matrices = {}
         for (batched, width), positions in self.block_groups.items():
-            group = _block_matrices(
-                _sample(palette, batched), const[f"blocks_{batched}_{width}"], const[f"kron{width}"]
-            )
+            group = block_matrices(sample(palette, batched), const[f"blocks_{batched}_{width}"], const[f"kron{width}"])
             matrices |= {p: group[..., i, :, :] for i, p in enumerate(positions)}
         return [
             matrices[p] if isinstance(step, BlockStep) else phases[:, step.indices] if step.indices else None
@@ -268,87 +230,6 @@ class TorchStatevector(nn.Module):
         half = self.rotation_fn(x, w)[..., None, None] / 2
         rotations = torch.cos(half) * const["eye"] + torch.sin(half) * const["generators"]
         return torch.cat([rotations, fixed], 1)
-
-
-def _sample(palette: torch.Tensor, batched: bool) -> torch.Tensor:
-    """The palette of each sample, or sample 0's for gates that read no input."""
-    return palette if batched else palette[0]
-
-
-def _block_matrices(palette: torch.Tensor, index: torch.Tensor, kron_index: torch.Tensor) -> torch.Tensor:
-    """(..., blocks, K, K): each block's matrix, per qubit the product of its gates,
-    then the qubits' Kronecker product, taken as one gather and one product (see _kron_index)."""
-    size = 2 ** index.shape[-1]
-    return _products(_qubit_products(palette, index).flatten(-3), kron_index).unflatten(-1, (size, size))
-
-
-def _products(factors: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """out[..., j] = prod_i factors[..., index[i, j]]: one gather and one product."""
-    return factors.index_select(-1, index.flatten()).unflatten(-1, index.shape).prod(-2)
-
-
-def _qubit_products(palette: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """(..., blocks, qubits, 2, 2): each qubit's gates (palette entries, index (blocks,
-    depth, qubits)) multiplied in order."""
-    # index_select, not indexing: its backward (index_add) is several times faster on small tensors
-    gates = palette.index_select(-3, index.flatten()).unflatten(-3, index.shape)
-    qubits = gates[..., 0, :, :, :]
-    for level in range(1, index.shape[1]):
-        qubits = gates[..., level, :, :, :] @ qubits
-    return qubits
-
-
-def _first_columns(palette: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """(..., qubits, 2): each qubit's gates (index (1, depth, qubits)) applied to |0>,
-    as vectors: one multiply and sum per gate after the first, no matrix products."""
-    gates = palette.index_select(-3, index.flatten()).unflatten(-3, index.shape[1:])
-    state = gates[..., 0, :, :, 0]
-    for level in range(1, index.shape[1]):
-        state = (gates[..., level, :, :, :] * state[..., None, :]).sum(-1)
-    return state
-
-
-def _reads_inputs(gates: list[list[tuple]]) -> bool:
-    return any(gate[0] == "rotation" and gate[2] for qubit in gates for gate in qubit)
-
-
-def _kron_index(width: int) -> np.ndarray:
-    """Entry (r, c) of the Kronecker product of `width` 2x2 matrices Q_q (qubit q is bit
-    q of r and c) is the product over q of Q_q[bit q of r, bit q of c]: row q of this
-    index says where that factor sits in the flattened (width, 2, 2) stack."""
-    size = 2**width
-    rows, columns = np.divmod(np.arange(size * size), size)
-    return np.array([4 * q + 2 * ((rows >> q) & 1) + ((columns >> q) & 1) for q in range(width)])
-
-
-def _product_state_index(first: int, width: int) -> np.ndarray:
-    """Amplitude k of the product state of qubits first..first+width-1 is the product
-    over them of qubit q's amplitude of bit q - first of k: row q - first says where that
-    factor sits in the flattened (n, 2) stack of every qubit's state."""
-    k = np.arange(2**width)
-    return np.array([2 * q + ((k >> (q - first)) & 1) for q in range(first, first + width)])
-
-
-def _in_runs(circuit: QuantumCircuit) -> list:
-    """The instructions in an order the circuit allows (a topological order of its DAG)
-    that keeps gates of one kind together: while a gate of the kind just placed
-    (matrix, or diagonal/permutation) is ready it goes next, so that the H gates of
-    a feature map's second repetition do not cut the phase run of its first."""
-    dag = circuit_to_dag(circuit)
-    waiting = {node: len(list(dag.op_predecessors(node))) for node in dag.op_nodes()}
-    ready = [node for node, count in waiting.items() if count == 0]
-    order, matrix_run = [], True
-    while ready:
-        same_kind = [node for node in ready if (node.op.name in MATRIX_GATES) == matrix_run]
-        node = min(same_kind or ready, key=lambda n: n._node_id)
-        matrix_run = node.op.name in MATRIX_GATES
-        ready.remove(node)
-        order.append(node)
-        for successor in dag.op_successors(node):
-            waiting[successor] -= 1
-            if waiting[successor] == 0:
-                ready.append(successor)
-    return order
 
 
 def _u_matrix(theta: float, phi: float, lam: float) -> np.ndarray:
