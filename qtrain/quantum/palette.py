@@ -17,7 +17,7 @@ def sample(palette: torch.Tensor, batched: bool) -> torch.Tensor:
 
 def block_matrices(palette: torch.Tensor, index: torch.Tensor, kron_index: torch.Tensor) -> torch.Tensor:
     """(..., blocks, K, K): each block's matrix, per qubit the product of its gates,
-    then the qubits' Kronecker product, taken as one gather and one product (see _kron_index)."""
+    then the qubits' Kronecker product, taken as one gather and one product (see kron_index)."""
     size = 2 ** index.shape[-1]
     return products(_qubitproducts(palette, index).flatten(-3), kron_index).unflatten(-1, (size, size))
 

@@ -197,7 +197,7 @@ class TorchStatevector(nn.Module):
     def _initial_state(self, batch: int, const: dict, palette: torch.Tensor) -> torch.Tensor:
         """|0...0>, or the product state the first layer makes of it: qubit q's state is
         column 0 of its matrix, the state their Kronecker product (a few small ops, for a
-        layer that would be n/4 block steps; see _product_state_index)."""
+        layer that would be n/4 block steps; see palette.product_state_index)."""
         if self.preparation is None:
             state = torch.zeros(batch, self.dim, dtype=const["fixed"].dtype, device=const["fixed"].device)
             state[:, 0] = 1
