@@ -19,7 +19,7 @@ def block_matrices(palette: torch.Tensor, index: torch.Tensor, kron_index: torch
     """(..., blocks, K, K): each block's matrix, per qubit the product of its gates,
     then the qubits' Kronecker product, taken as one gather and one product (see kron_index)."""
     size = 2 ** index.shape[-1]
-    return products(_qubitproducts(palette, index).flatten(-3), kron_index).unflatten(-1, (size, size))
+    return products(_qubit_products(palette, index).flatten(-3), kron_index).unflatten(-1, (size, size))
 
 
 def products(factors: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -27,7 +27,7 @@ def products(factors: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return factors.index_select(-1, index.flatten()).unflatten(-1, index.shape).prod(-2)
 
 
-def _qubitproducts(palette: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def _qubit_products(palette: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """(..., blocks, qubits, 2, 2): each qubit's gates (palette entries, index (blocks,
     depth, qubits)) multiplied in order."""
     # index_select, not indexing: its backward (index_add) is several times faster on small tensors

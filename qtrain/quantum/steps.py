@@ -29,16 +29,36 @@ ONE_THREAD_BELOW = 2**15
 
 @contextlib.contextmanager
 def threads_for(amplitudes: int):
-    """One intra-op thread for small states, torch's setting otherwise."""
+    """One intra-op thread for small states, torch's setting otherwise. Yields torch's
+    setting when it switched to one thread (for OneThreadBackward), else None."""
     previous = torch.get_num_threads()
-    if amplitudes >= ONE_THREAD_BELOW or previous == 1 or torch.compiler.is_compiling():
-        yield
+    tracing = torch.compiler.is_compiling() or torch.compiler.is_exporting()
+    if amplitudes >= ONE_THREAD_BELOW or previous == 1 or tracing:
+        yield None
         return
     torch.set_num_threads(1)
     try:
-        yield
+        yield previous
     finally:
         torch.set_num_threads(previous)
+
+
+class OneThreadBackward(torch.autograd.Function):
+    """The identity, whose backward puts the rest of the backward pass (a small
+    circuit's, beneath it) on one intra-op thread, as threads_for does its forward,
+    and gives torch's setting back when the pass ends (the engine's end-of-pass
+    callback, as DDP uses; autograd runs the backward after threads_for has exited)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, restore: int) -> torch.Tensor:
+        ctx.restore = restore
+        return tensor.view_as(tensor)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        torch.set_num_threads(1)
+        torch.autograd.Variable._execution_engine.queue_callback(lambda: torch.set_num_threads(ctx.restore))
+        return grad, None
 
 
 @dataclass
@@ -149,11 +169,6 @@ class AdjointRun(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        with threads_for(grad.numel()):
-            return AdjointRun._backward(ctx, grad)
-
-    @staticmethod
-    def _backward(ctx, grad):
         final, *saved = ctx.saved_tensors
         saved = iter(saved)
         params = [next(saved) if present else None for present in ctx.present]
