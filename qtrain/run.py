@@ -115,8 +115,6 @@ def _train_and_test(
         device=device,
         autocast=autocast_factory(device, amp),
         scaler=grad_scaler(device, amp),
-        accumulate=cfg.trainer.accumulate_batches,
-        grad_clip_norm=cfg.trainer.grad_clip_norm,
     )
     trainer = Trainer(
         model,

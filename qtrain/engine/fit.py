@@ -41,9 +41,9 @@ STAGE_LINE = "stage %s: %d epochs, lr %.2g, %d steps per epoch, training %s"
 
 
 class Trainer:
-    """`options` is how a batch becomes a step (device, precision, task, accumulation);
-    each stage trains with a copy of it carrying that stage's loss, frozen modules and
-    scheduler stepping."""
+    """`options` is how a batch becomes a step (device, precision, task); the Trainer
+    adds the settings' accumulation and clipping, and each stage trains with a copy
+    carrying that stage's loss, frozen modules and scheduler stepping."""
 
     def __init__(
         self,
@@ -78,7 +78,8 @@ class Trainer:
         self.resume_from: dict | None = None
         # The last stage's loss until a stage starts: evaluating a checkpoint uses it.
         criterion = StageLoss(self.stages[-1].loss_weights, task.loss)
-        self.options = replace(options, criterion=criterion, on_step=self._count_step)
+        stepping = {"accumulate": settings.accumulate_batches, "grad_clip_norm": settings.grad_clip_norm}
+        self.options = replace(options, criterion=criterion, on_step=self._count_step, **stepping)
 
     def _count_step(self) -> None:
         self.state.global_step += 1

@@ -1,4 +1,5 @@
-"""The trainer's settings (the `trainer` config), typed."""
+"""The trainer's settings (the `trainer` config), typed. Their defaults live in
+conf/config.yaml, the one place a user reads them."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ from dataclasses import dataclass
 class TrainerSettings:
     monitor: str  # the metric that picks best.pt and drives early stopping
     monitor_mode: str  # max or min
-    grad_clip_norm: float | None = 1.0
-    accumulate_batches: int = 1
-    keep_epoch_checkpoints: int = 0
-    limit_epochs: int | None = None
-    limit_train_batches: int | None = None
-    overfit_batches: int | None = None
-    limit_eval_batches: int | None = None
-    progress: bool = True
+    grad_clip_norm: float | None
+    accumulate_batches: int
+    keep_epoch_checkpoints: int
+    limit_epochs: int | None
+    limit_train_batches: int | None
+    overfit_batches: int | None
+    limit_eval_batches: int | None
+    progress: bool
 
     def epochs(self, planned: int) -> int:
         """A stage's epochs: as planned, capped by limit_epochs."""
