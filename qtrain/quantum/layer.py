@@ -12,7 +12,7 @@ from qtrain.errors import ConfigError
 from qtrain.quantum.circuits import build_circuit, build_observables
 from qtrain.quantum.expectations import PauliExpectations
 from qtrain.quantum.statevector import TorchStatevector
-from qtrain.quantum.steps import OneThreadBackward, threads_for
+from qtrain.quantum.steps import BackwardThreads, threads_for
 
 BACKENDS = ("torch", "qiskit", "aer")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -104,9 +104,12 @@ class QuantumLayer(nn.Module):
             check_memory(self.circuit.num_qubits, self.weights.dtype, batch=x.shape[0])
         with threads_for(x.shape[0] * self.simulator.dim) as restore:
             # The weights' dtype: `layer.double()` simulates in complex128, as torch users expect.
-            values = self.expectations(self.simulator(x.to(self.weights.dtype), self.weights))
+            inputs, weights = x.to(self.weights.dtype), self.weights
+            if restore is not None and torch.is_grad_enabled():  # the backward on one thread too
+                inputs, weights = (BackwardThreads.apply(t, restore, restore) for t in (inputs, weights))
+            values = self.expectations(self.simulator(inputs, weights))
             if restore is not None and values.requires_grad:
-                values = OneThreadBackward.apply(values, restore)
+                values = BackwardThreads.apply(values, 1, restore)
             values = self._sample(values) if self.shots else values
             return values.to(dtype=x.dtype)
 

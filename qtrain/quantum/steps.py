@@ -30,7 +30,7 @@ ONE_THREAD_BELOW = 2**15
 @contextlib.contextmanager
 def threads_for(amplitudes: int):
     """One intra-op thread for small states, torch's setting otherwise. Yields torch's
-    setting when it switched to one thread (for OneThreadBackward), else None."""
+    setting when it switched to one thread (for BackwardThreads), else None."""
     previous = torch.get_num_threads()
     tracing = torch.compiler.is_compiling() or torch.compiler.is_exporting()
     if amplitudes >= ONE_THREAD_BELOW or previous == 1 or tracing:
@@ -43,22 +43,25 @@ def threads_for(amplitudes: int):
         torch.set_num_threads(previous)
 
 
-class OneThreadBackward(torch.autograd.Function):
-    """The identity, whose backward puts the rest of the backward pass (a small
-    circuit's, beneath it) on one intra-op thread, as threads_for does its forward,
-    and gives torch's setting back when the pass ends (the engine's end-of-pass
-    callback, as DDP uses; autograd runs the backward after threads_for has exited)."""
+class BackwardThreads(torch.autograd.Function):
+    """The identity, whose backward sets torch's intra-op threads to `count`. Autograd
+    runs a small circuit's backward after threads_for has given torch's setting back,
+    so the layer puts one of these at the circuit's output (count 1) and one at each of
+    its inputs (count: torch's setting): the circuit's backward runs on one thread, the
+    encoder's beneath it on torch's. Should no input's node run (a backward that stops
+    inside the circuit), the end-of-pass callback (as DDP uses) gives the setting back."""
 
     @staticmethod
-    def forward(ctx, tensor: torch.Tensor, restore: int) -> torch.Tensor:
-        ctx.restore = restore
+    def forward(ctx, tensor: torch.Tensor, count: int, restore: int) -> torch.Tensor:
+        ctx.count, ctx.restore = count, restore
         return tensor.view_as(tensor)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        torch.set_num_threads(1)
-        torch.autograd.Variable._execution_engine.queue_callback(lambda: torch.set_num_threads(ctx.restore))
-        return grad, None
+        torch.set_num_threads(ctx.count)
+        if ctx.count != ctx.restore:
+            torch.autograd.Variable._execution_engine.queue_callback(lambda: torch.set_num_threads(ctx.restore))
+        return grad, None, None
 
 
 @dataclass
