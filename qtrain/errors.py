@@ -1,6 +1,8 @@
 """Why a run ends early: a user's mistake, a diverged loss, or a stop signal.
 Each is reported as one line, never a traceback (unless HYDRA_FULL_ERROR=1)."""
 
+from __future__ import annotations
+
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -10,12 +12,25 @@ from hydra.errors import CompactHydraException
 
 class ConfigError(CompactHydraException, ValueError):
     """Bad input (config value, file, checkpoint): the message names the key, the value
-    and what is accepted. Exit code 1. A ValueError too, for code that uses qtrain's
-    parts outside the app (`QuantumLayer(n_qubits=0)`)."""
+    and what is accepted. Exit code 1."""
 
     def __init__(self, key: str, value: object, accepted: str):
         super().__init__(f"{key}={value}: {accepted}")
         self.key = key
+
+
+class ArgumentError(ValueError):
+    """A bad argument to one of qtrain's parts (`QuantumLayer(backend="gpu")`), named as
+    the caller wrote it: `backend=gpu: use one of torch, qiskit, aer`. The parts know
+    nothing of configs; the app says it in config keys (qtrain.build)."""
+
+    def __init__(self, argument: str, value: object, accepted: str):
+        super().__init__(f"{argument}={value}: {accepted}")
+        self.argument, self.value, self.accepted = argument, value, accepted
+
+    def within(self, argument: str) -> ArgumentError:
+        """The same error one call up, where the argument came in the dict `argument`."""
+        return ArgumentError(f"{argument}.{self.argument}", self.value, self.accepted)
 
 
 def refuse_in_callback(error: ConfigError) -> NoReturn:

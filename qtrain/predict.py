@@ -18,12 +18,13 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import execution_whitelist, instantiate
+from hydra.utils import execution_whitelist
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
 from qtrain import CONFIG_DIR, TRUSTED_TARGETS
+from qtrain.build import build, config_keys
 from qtrain.data.image_files import image_transform
 from qtrain.engine.checkpoint import load_checkpoint
 from qtrain.engine.hardware import resolve_device
@@ -39,7 +40,7 @@ def trained_model(checkpoint: dict, device: torch.device) -> nn.Module:
     """The checkpoint's model with its weights, set up as its last stage used it."""
     config = OmegaConf.create(checkpoint["config"])
     with execution_whitelist(TRUSTED_TARGETS):
-        model = instantiate(config.model)
+        model = build(config.model)
     model.load_state_dict(checkpoint["model"])
     apply_stage(model, plan_stages(config.stages, model)[-1])
     return model.to(device).eval()
@@ -97,7 +98,8 @@ def predict(cfg: DictConfig, out_dir: Path) -> Path:
     )
     if not images:
         raise ConfigError("input", cfg.input, "holds no readable image (PNG, JPEG, ... as PIL reads them)")
-    probs = probabilities(trained_model(checkpoint, device), images, cfg.batch_size, device)
+    with config_keys("model"):  # a batch_size too large for the checkpoint's circuit
+        probs = probabilities(trained_model(checkpoint, device), images, cfg.batch_size, device)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_predictions(out_dir / "predictions.csv", files, probs, described["class_names"])
     shown = min(cfg.grid_images, len(files))

@@ -11,6 +11,7 @@ from hydra.utils import execution_whitelist, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from qtrain import TRUSTED_TARGETS, reports
+from qtrain.build import build, config_keys
 from qtrain.config_checks import check_config, check_resumable
 from qtrain.engine.best import best_values
 from qtrain.engine.checkpoint import clean_after_kill, load_checkpoint, load_weights
@@ -59,7 +60,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         else:
             log.setLevel(logging.WARNING)  # rank 0 reports progress; the others only what goes wrong
         tracker = Trackers([instantiate(t) for t in cfg.tracking.values()]) if processes.is_main else Tracker()
-        with tracker.track(cfg, run_dir):
+        with tracker.track(cfg, run_dir), config_keys("model"):
             metrics = _train_and_test(cfg, run_dir, tracker, processes, parts)
             tracker.log_results(metrics, run_dir)
     return metrics
@@ -90,7 +91,7 @@ def _prepare(cfg: DictConfig, processes: ProcessGroup) -> RunParts:
     data.setup(device)
     if processes.is_main:
         processes.barrier()
-    model = memory_format(instantiate(cfg.model).to(device), hardware.channels_last)
+    model = memory_format(build(cfg.model).to(device), hardware.channels_last)
     if cfg.init_from:
         load_weights(model, load_checkpoint(cfg.init_from, key="init_from"), "init_from", cfg.init_from)
     return RunParts(checkpoint, task, data, model)

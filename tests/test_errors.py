@@ -6,11 +6,16 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
+import psutil
 import pytest
 import torch
-from conftest import CONF, run_cli, run_config
+from conftest import CONF, make_config, run_cli, run_config
+from hydra.utils import execution_whitelist
 
+from qtrain import TRUSTED_TARGETS
+from qtrain.build import build, config_keys
 from qtrain.errors import ConfigError
 
 FAST = ["model=simple_cnn", "debug=fast", "hardware=cpu"]
@@ -277,3 +282,30 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
     assert [run.wait(timeout=240) for run in runs] == [0, 0]
     folders = sorted(path.parent for path in (tmp_path / "outputs").rglob("metrics.json"))
     assert len(folders) == 2 and folders[0] != folders[1]
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["model=cnn_quantum", "model.quantum.ansatz=qaoa"], "model.quantum.ansatz=qaoa: use one of real_amplitudes"),
+        (["model=hybrid_ensemble", "model.quantum.reps=-1"], "model.quantum.reps=-1: must be an integer >= 0"),
+        (["model=vit_quantum", "encoder.patch_size=5"], "encoder.patch_size=5: must divide the image size"),
+        (["model=vit", "model.patch_size=5"], "model.patch_size=5: must divide the image size"),
+        (["model=lstm_signal", "dataset=signal", "model.mode=stateless"], "model.mode=stateless: use one of"),
+    ],
+)
+def test_a_parts_refusal_names_the_config_key_the_user_sets(overrides, message):
+    """The parts name their arguments (`patch_size=5`); the app names the key, under the
+    node the part was built from (a hybrid model's encoder comes from the encoder group)."""
+    with pytest.raises(ConfigError) as error, execution_whitelist(TRUSTED_TARGETS):
+        build(make_config(*overrides).model)
+    assert str(error.value).startswith(message)
+
+
+def test_a_batch_too_large_for_the_circuit_names_the_models_key_while_it_runs(monkeypatch):
+    with execution_whitelist(TRUSTED_TARGETS):
+        model = build(make_config("model=cnn_quantum", "model.quantum.n_qubits=16", "dataset.image_size=8").model)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: types.SimpleNamespace(available=2**20))
+    with pytest.raises(ConfigError) as error, config_keys("model"):
+        model(torch.rand(64, 1, 8, 8))
+    assert str(error.value).startswith("model.quantum.n_qubits=16: a 16-qubit statevector needs about 192.0 MiB")

@@ -7,7 +7,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from qtrain.errors import ConfigError
+from qtrain.errors import ArgumentError
 from qtrain.models.simple_cnn import SimpleCNN
 from qtrain.models.timm_models import resnet, vit
 
@@ -38,7 +38,7 @@ def test_resnet_loads_pretrained_weights_from_a_local_file(tmp_path):
 
 
 def test_missing_weights_file_is_refused(tmp_path):
-    with pytest.raises(ConfigError, match="model.weights_file=.*nothing.pt: no such file"):
+    with pytest.raises(ArgumentError, match="^weights_file=.*nothing.pt: no such file"):
         resnet(num_classes=10, in_channels=3, weights_file=str(tmp_path / "nothing.pt"))
 
 
@@ -46,5 +46,5 @@ def test_vit_takes_image_and_patch_size():
     model = vit(num_classes=10, in_channels=1, img_size=16, patch_size=4)
     assert model.patch_embed.num_patches == 16
     assert model(torch.randn(2, 1, 16, 16)).shape == (2, 10)
-    with pytest.raises(ConfigError, match="model.patch_size=5: must divide the image size 16"):
+    with pytest.raises(ArgumentError, match="^patch_size=5: must divide the image size 16"):
         vit(num_classes=10, in_channels=1, img_size=16, patch_size=5)

@@ -13,7 +13,7 @@ from conftest import make_config, run_cli, run_config
 
 from qtrain.config_checks import check_config
 from qtrain.data.signal import SignalData, generate
-from qtrain.errors import ConfigError
+from qtrain.errors import ArgumentError, ConfigError
 from qtrain.metrics import regression_metrics
 from qtrain.models.lstm_signal import LSTMSignal
 from qtrain.tasks import Regression
@@ -143,7 +143,7 @@ def test_stateful_and_sequence_modes_give_the_same_outputs():
 
 
 def test_unknown_mode_is_refused():
-    with pytest.raises(ConfigError, match="model.mode=stateless: use one of sequence, stateful"):
+    with pytest.raises(ArgumentError, match="^mode=stateless: use one of sequence, stateful"):
         LSTMSignal(num_conditions=2, mode="stateless")
 
 

@@ -8,16 +8,21 @@ import math
 import torch
 from torch import nn
 
+from qtrain.errors import ArgumentError
 from qtrain.quantum.layer import QuantumLayer
 
 
 class QuantumHead(nn.Module):
     """features -> Linear -> input_scale * tanh (bounded rotation angles) -> QuantumLayer
-    -> BatchNorm -> Linear to classes."""
+    -> BatchNorm -> Linear to classes. `quantum` holds QuantumLayer's arguments; its
+    refusals name them as `quantum.<argument>`."""
 
     def __init__(self, in_features: int, num_classes: int, quantum: dict, input_scale: float = math.pi / 2):
         super().__init__()
-        self.quantum = QuantumLayer(**quantum)
+        try:
+            self.quantum = QuantumLayer(**quantum)
+        except ArgumentError as error:
+            raise error.within("quantum") from None
         self.compress = nn.Linear(in_features, len(self.quantum.input_params))
         self.input_scale = input_scale
         # Expectation values live in [-1, 1] and often in a narrow band of it; batch norm
@@ -28,7 +33,11 @@ class QuantumHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         angles = self.input_scale * torch.tanh(self.compress(features))
-        return self.classifier(self.quantum(angles))
+        try:
+            values = self.quantum(angles)
+        except ArgumentError as error:  # a batch too large for the circuit's width
+            raise error.within("quantum") from None
+        return self.classifier(values)
 
 
 class HybridClassifier(nn.Module):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from qtrain.errors import ConfigError
+from qtrain.errors import ArgumentError
 
 MODES = ("sequence", "stateful")
 
@@ -33,7 +33,7 @@ class LSTMSignal(nn.Module):
     ):
         super().__init__()
         if mode not in MODES:
-            raise ConfigError("model.mode", mode, f"use one of {', '.join(MODES)}")
+            raise ArgumentError("mode", mode, f"use one of {', '.join(MODES)}")
         self.mode = mode
         self.lstm = nn.LSTM(
             input_size=1 + num_conditions,

@@ -7,7 +7,7 @@ from pathlib import Path
 import timm
 from torch import nn
 
-from qtrain.errors import ConfigError
+from qtrain.errors import ArgumentError
 
 
 def create_timm_model(name: str, pretrained: bool, weights_file: str | None, **kwargs) -> nn.Module:
@@ -15,20 +15,20 @@ def create_timm_model(name: str, pretrained: bool, weights_file: str | None, **k
     (`weights_file`: a .safetensors/.pth/.bin state dict, for offline machines)."""
     if weights_file is not None:
         if not Path(weights_file).is_file():
-            raise ConfigError("model.weights_file", weights_file, "no such file; give a timm state dict file")
+            raise ArgumentError("weights_file", weights_file, "no such file; give a timm state dict file")
         kwargs["pretrained_cfg_overlay"] = {"file": str(weights_file)}
     try:
         return timm.create_model(name, pretrained=pretrained or weights_file is not None, **kwargs)
     except RuntimeError as error:
         if "No pretrained weights" in str(error) or "Unknown model" in str(error):
-            raise ConfigError("model.name", name, f"{error}; see timm.list_models(pretrained=True)") from None
+            raise ArgumentError("name", name, f"{error}; see timm.list_models(pretrained=True)") from None
         raise
     except OSError as error:  # hub unreachable, or the file does not hold weights
-        raise ConfigError(
-            "model.pretrained",
+        raise ArgumentError(
+            "pretrained",
             pretrained,
             f"cannot load pretrained {name} weights ({type(error).__name__}: {error}); "
-            "offline, set model.weights_file=<local state dict> or model.pretrained=false",
+            "offline, give weights_file=<local state dict> or pretrained=false",
         ) from None
 
 
@@ -66,7 +66,7 @@ def vit(
     """A timm Vision Transformer at any `img_size`/`patch_size` (timm resamples
     pretrained position and patch embeddings to fit)."""
     if img_size % patch_size:
-        raise ConfigError("model.patch_size", patch_size, f"must divide the image size {img_size}")
+        raise ArgumentError("patch_size", patch_size, f"must divide the image size {img_size}")
     return create_timm_model(
         name,
         pretrained,

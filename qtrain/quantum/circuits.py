@@ -9,7 +9,7 @@ from qiskit.circuit import ParameterVector
 from qiskit.circuit.library import efficient_su2, real_amplitudes, z_feature_map, zz_feature_map
 from qiskit.quantum_info import SparsePauliOp
 
-from qtrain.errors import ConfigError
+from qtrain.errors import ArgumentError
 
 ENTANGLEMENTS = ("linear", "circular", "full")
 
@@ -40,9 +40,9 @@ ANSATZE = {
 }
 
 
-def _choice(key: str, value: str, options) -> None:
+def _choice(argument: str, value: str, options) -> None:
     if value not in options:
-        raise ConfigError(key, value, f"use one of {', '.join(options)}")
+        raise ArgumentError(argument, value, f"use one of {', '.join(options)}")
 
 
 def build_circuit(
@@ -57,16 +57,16 @@ def build_circuit(
     """The circuit `(feature map, ansatz)` repeated `reupload` times (data re-uploading:
     the same inputs enter every repetition, each ansatz has its own weights).
     Returns the circuit and its input and weight parameters, each in order."""
-    _choice("model.quantum.feature_map", feature_map, FEATURE_MAPS)
-    _choice("model.quantum.ansatz", ansatz, ANSATZE)
-    _choice("model.quantum.entanglement", entanglement, ENTANGLEMENTS)
+    _choice("feature_map", feature_map, FEATURE_MAPS)
+    _choice("ansatz", ansatz, ANSATZE)
+    _choice("entanglement", entanglement, ENTANGLEMENTS)
     if not isinstance(n_qubits, int) or n_qubits < 1:
-        raise ConfigError("model.quantum.n_qubits", n_qubits, "must be a positive integer")
+        raise ArgumentError("n_qubits", n_qubits, "must be a positive integer")
     if feature_map == "zz" and n_qubits < 2:
-        raise ConfigError("model.quantum.feature_map", feature_map, "zz needs at least 2 qubits; use z or angle_ry")
+        raise ArgumentError("feature_map", feature_map, "zz needs at least 2 qubits; use z or angle_ry")
     for key, value, least in (("reps", reps, 0), ("feature_map_reps", feature_map_reps, 1), ("reupload", reupload, 1)):
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise ConfigError(f"model.quantum.{key}", value, f"must be an integer >= {least}")
+            raise ArgumentError(key, value, f"must be an integer >= {least}")
     encoder = FEATURE_MAPS[feature_map](n_qubits, feature_map_reps, entanglement)
     inputs = list(encoder.parameters)
     circuit = QuantumCircuit(n_qubits)
@@ -88,17 +88,15 @@ def build_observables(spec: str | Sequence[str], n_qubits: int) -> list[SparsePa
         labels = [_single(n_qubits, {q: "Z"}) for q in range(n_qubits)]
     elif spec == "zz":
         if n_qubits < 2:
-            raise ConfigError("model.quantum.observables", spec, "zz needs at least 2 qubits; use z")
+            raise ArgumentError("observables", spec, "zz needs at least 2 qubits; use z")
         labels = [_single(n_qubits, {q: "Z", q + 1: "Z"}) for q in range(n_qubits - 1)]
     elif isinstance(spec, str):
-        raise ConfigError("model.quantum.observables", spec, "use z, zz or a list of Pauli strings")
+        raise ArgumentError("observables", spec, "use z, zz or a list of Pauli strings")
     else:
         labels = list(spec)
         for label in labels:
             if len(label) != n_qubits or set(label) - set("IXYZ"):
-                raise ConfigError(
-                    "model.quantum.observables", label, f"a Pauli string is {n_qubits} characters of I, X, Y, Z"
-                )
+                raise ArgumentError("observables", label, f"a Pauli string is {n_qubits} characters of I, X, Y, Z")
     return [SparsePauliOp(label) for label in labels]
 
 

@@ -8,7 +8,7 @@ import psutil
 import torch
 from torch import nn
 
-from qtrain.errors import ConfigError
+from qtrain.errors import ArgumentError
 from qtrain.quantum.circuits import build_circuit, build_observables
 from qtrain.quantum.expectations import PauliExpectations
 from qtrain.quantum.statevector import TorchStatevector
@@ -53,15 +53,15 @@ class QuantumLayer(nn.Module):
     ):
         super().__init__()
         if backend not in BACKENDS:
-            raise ConfigError("model.quantum.backend", backend, f"use one of {', '.join(BACKENDS)}")
+            raise ArgumentError("backend", backend, f"use one of {', '.join(BACKENDS)}")
         if dtype not in DTYPES:
-            raise ConfigError("model.quantum.dtype", dtype, f"use one of {', '.join(DTYPES)}")
+            raise ArgumentError("dtype", dtype, f"use one of {', '.join(DTYPES)}")
         if shots is not None and (not isinstance(shots, int) or shots < 1):
-            raise ConfigError("model.quantum.shots", shots, "use null (exact) or a positive integer")
+            raise ArgumentError("shots", shots, "use null (exact) or a positive integer")
         if shots is not None and backend == "qiskit":
-            raise ConfigError("model.quantum.shots", shots, "the qiskit backend is exact; use backend=torch or aer")
+            raise ArgumentError("shots", shots, "the qiskit backend is exact; use backend=torch or aer")
         if noise and backend != "aer":
-            raise ConfigError("model.quantum.noise", dict(noise), "noise models need backend=aer")
+            raise ArgumentError("noise", dict(noise), "noise models need backend=aer")
         if backend == "torch":
             check_memory(n_qubits, DTYPES[dtype])
         self.circuit, self.input_params, self.weight_params = build_circuit(
@@ -88,8 +88,8 @@ class QuantumLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != len(self.input_params):
-            raise ConfigError(
-                "model.quantum.n_qubits",
+            raise ArgumentError(
+                "n_qubits",
                 self.circuit.num_qubits,
                 f"the circuit takes {len(self.input_params)} inputs per sample but got {x.shape[-1]}",
             )
@@ -133,14 +133,14 @@ def check_memory(n_qubits: int, dtype: torch.dtype, batch: int = 1) -> None:
     """Refuse, before allocating anything, a circuit whose statevectors cannot fit in
     free memory (a sample's when the layer is built, the batch's before a large forward)."""
     if not isinstance(n_qubits, int) or n_qubits < 1:
-        raise ConfigError("model.quantum.n_qubits", n_qubits, "must be a positive integer")
+        raise ArgumentError("n_qubits", n_qubits, "must be a positive integer")
     bytes_per_amplitude = 8 if dtype == torch.float32 else 16
     needed = batch * 2**n_qubits * bytes_per_amplitude * STATES_IN_FLIGHT
     available = psutil.virtual_memory().available
     if needed > available:
         what, advice = ("per sample", "") if batch == 1 else (f"for a batch of {batch}", " or a smaller batch")
-        raise ConfigError(
-            "model.quantum.n_qubits",
+        raise ArgumentError(
+            "n_qubits",
             n_qubits,
             f"a {n_qubits}-qubit statevector needs about {_bytes(needed)} {what}, "
             f"{_bytes(available)} is free; use fewer qubits{advice}",

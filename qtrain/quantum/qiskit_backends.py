@@ -15,7 +15,7 @@ from qiskit.primitives import StatevectorEstimator
 from qiskit_machine_learning.connectors import TorchConnector
 from qiskit_machine_learning.neural_networks import EstimatorQNN
 
-from qtrain.errors import ConfigError
+from qtrain.errors import ArgumentError
 
 
 def torch_connector(layer, backend: str, noise: dict | None, seed: int | None, initial: torch.Tensor) -> TorchConnector:
@@ -51,7 +51,7 @@ def _require(module: str, extra: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ConfigError("model.quantum.backend", "aer", f"needs {module}: pip install -e '.[{extra}]'") from None
+        raise ArgumentError("backend", "aer", f"needs {module}: pip install -e '.[{extra}]'") from None
 
 
 def aer_estimator(noise: dict | None, seed: int | None):
@@ -63,7 +63,7 @@ def aer_estimator(noise: dict | None, seed: int | None):
     pass_manager = None
     unknown = set(noise) - {"depolarizing", "device"}
     if unknown:
-        raise ConfigError("model.quantum.noise", dict(noise), "use {depolarizing: [p1, p2]} or {device: FakeManilaV2}")
+        raise ArgumentError("noise", dict(noise), "use {depolarizing: [p1, p2]} or {device: FakeManilaV2}")
     if noise.get("depolarizing"):
         backend_options["noise_model"] = depolarizing_model(*noise["depolarizing"])
     if noise.get("device"):
@@ -73,9 +73,7 @@ def aer_estimator(noise: dict | None, seed: int | None):
         fake_provider = _require("qiskit_ibm_runtime.fake_provider", "ibm")
         name = noise["device"]
         if not hasattr(fake_provider, name):
-            raise ConfigError(
-                "model.quantum.noise.device", name, "not in qiskit_ibm_runtime.fake_provider, e.g. FakeManilaV2"
-            )
+            raise ArgumentError("noise.device", name, "not in qiskit_ibm_runtime.fake_provider, e.g. FakeManilaV2")
         device = getattr(fake_provider, name)()
         backend_options["noise_model"] = noise_model.from_backend(device)
         pass_manager = generate_preset_pass_manager(optimization_level=1, backend=device, seed_transpiler=seed)
