@@ -10,6 +10,7 @@ from omegaconf.errors import InterpolationKeyError, InterpolationToMissingValueE
 from qtrain.config_keys import check_keys
 from qtrain.engine.stages import enabled_stages
 from qtrain.errors import ConfigError
+from qtrain.objective import direction, monitor_mode
 from qtrain.targets import CONFIG_TARGETS
 
 
@@ -77,6 +78,10 @@ def check_config(cfg: DictConfig) -> None:
     raw = OmegaConf.to_container(cfg)
     check_targets(raw)
     check_keys(raw)
+    # The task's metrics, named in a line here (the resolvers that read them would raise
+    # the same refusal wrapped in OmegaConf's interpolation error).
+    monitor_mode(cfg.task._target_, cfg.trainer.monitor)
+    direction(cfg.task._target_, cfg.objective)
     _check_interpolations(cfg)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:

@@ -1,7 +1,8 @@
 """The resolvers qtrain's configs use; registered when `qtrain` is imported.
 
-- `${direction:${objective}}`: `maximize` or `minimize` for a metric (qtrain.objective).
-- `${monitor_mode:${trainer.monitor}}`: `max` or `min`, the same rule.
+- `${direction:${task._target_},${objective}}`: `maximize` or `minimize` for a metric,
+  as the task says (qtrain.objective).
+- `${monitor_mode:${task._target_},${trainer.monitor}}`: `max` or `min`, the same rule.
 - `${len:${dataset.frequencies}}`: the length of a list (a model sized by its data).
 - `${unique:}`: 6 random hex digits, the same wherever one config reads it: run
   directories started in the same second, on any host, differ.

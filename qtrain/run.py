@@ -136,7 +136,7 @@ def _train_and_test(
     if cfg.train:
         trainer.fit()
         trainer.load_best()
-    metrics = best_values(trainer.state.history, task.best)
+    metrics = best_values(trainer.state.history, task)
     if not processes.is_main:
         return processes.broadcast(None)  # rank 0 tests and writes the reports
     if cfg.test:

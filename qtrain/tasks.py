@@ -21,7 +21,10 @@ from qtrain.errors import ConfigError
 
 class Task:
     score: ClassVar[str]  # the training metric kept beside the loss (`train/<score>`), and per head
-    best: ClassVar[dict[str, str]]  # validation metric -> "max" or "min": what `val/<metric>_best` keeps
+    # Every metric the task reports -> "max" or "min": the one rule for which way a metric is
+    # better (trainer.monitor_mode, a sweep's direction, `val/<metric>_best`).
+    directions: ClassVar[dict[str, str]]
+    best: ClassVar[tuple[str, ...]]  # the validation metrics a monitor may follow; `val/<metric>_best` keeps each
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -42,13 +45,27 @@ class Task:
         """The test split's files (report.txt, plots/); returns metrics beyond `scores`."""
         raise NotImplementedError
 
-    def monitors(self) -> list[str]:
-        return [f"val/{name}" for name in self.best]
+    @classmethod
+    def monitors(cls) -> list[str]:
+        return [f"val/{name}" for name in cls.best]
+
+    @classmethod
+    def mode(cls, metric: str) -> str | None:
+        """"max" or "min" for a metric as a run names it (`val/acc`, `val/mse_best`,
+        `test/quantum/f1_macro`); None for one the task does not report."""
+        return cls.directions.get(metric.rsplit("/", 1)[-1].removesuffix("_best"))
 
 
 class Classification(Task):
     score = "acc"
-    best: ClassVar = {"acc": "max", "loss": "min"}
+    directions: ClassVar = {
+        "acc": "max",
+        "loss": "min",
+        "f1_macro": "max",  # the test report's (qtrain.metrics.classification_metrics)
+        "precision_macro": "max",
+        "recall_macro": "max",
+    }
+    best: ClassVar = ("acc", "loss")
 
     def __init__(self, label_smoothing: float = 0.0):
         if not 0 <= label_smoothing < 1:
@@ -86,7 +103,7 @@ REGRESSION_LOSSES = {
 
 class Regression(Task):
     score = "mse"
-    best: ClassVar = {
+    directions: ClassVar = {
         "mse": "min",
         "rmse": "min",
         "mae": "min",
@@ -95,6 +112,7 @@ class Regression(Task):
         "snr_db": "max",
         "loss": "min",
     }
+    best: ClassVar = tuple(directions)
 
     def __init__(self, loss: str = "mse", delta: float = 1.0):
         if loss not in REGRESSION_LOSSES:
@@ -125,3 +143,13 @@ class Regression(Task):
         reports.plot_traces(run_dir, predicted, target)
         reports.plot_error_histogram(run_dir, predicted - target)
         return {}
+
+
+TASKS = {f"{task.__module__}.{task.__qualname__}": task for task in (Classification, Regression)}
+
+
+def task_class(target: str) -> type[Task]:
+    """The task a config's `task._target_` names."""
+    if target not in TASKS:
+        raise ConfigError("task._target_", target, f"use one of {', '.join(TASKS)}")
+    return TASKS[target]

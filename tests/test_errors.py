@@ -103,8 +103,10 @@ def test_cli_unknown_objective_lists_the_metrics(tmp_path):
         "model=simple_cnn", "debug=fast", "objective=val/f2", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
     )
     assert result.returncode == 1
-    assert "objective=val/f2: not a metric of this run; it produced test/acc" in result.stdout + result.stderr
-    assert (tmp_path / "run" / "metrics.json").exists()  # nothing the run wrote is lost
+    assert "objective=val/f2: not a metric of this run; its task reports test/acc" in result.stdout + result.stderr
+    # Refused before training: the task says which metrics a run reports (and which way
+    # each is better), so an unknown objective no longer costs a whole run.
+    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "metrics.json").exists()
 
 
 def test_cli_sigterm_writes_last_checkpoint_and_exits(tmp_path):

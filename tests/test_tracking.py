@@ -162,16 +162,18 @@ def test_a_run_ends_with_the_status_of_how_it_ended(tmp_path, error, status):
 
 
 @pytest.mark.parametrize(
-    ("metric", "expected"),
+    ("task", "metric", "expected"),
     [
-        ("val/acc_best", "maximize"),
-        ("val/loss_best", "minimize"),
-        ("test/f1_macro", "maximize"),
-        ("val/mse", "minimize"),
+        ("Classification", "val/acc_best", "maximize"),
+        ("Classification", "val/loss_best", "minimize"),
+        ("Classification", "test/f1_macro", "maximize"),
+        ("Regression", "val/mse", "minimize"),
+        ("Regression", "test/snr_db", "maximize"),
+        ("Regression", "val/corr_best", "maximize"),
     ],
 )
-def test_objective_direction_follows_the_metric(metric, expected):
-    assert direction(metric) == expected
+def test_objective_direction_follows_the_metric(task, metric, expected):
+    assert direction(f"qtrain.tasks.{task}", metric) == expected
 
 
 @pytest.mark.slow

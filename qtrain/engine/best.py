@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass
 
 from qtrain.engine.train_state import TrainState
+from qtrain.tasks import Task
 
 log = logging.getLogger("qtrain")
 
@@ -34,12 +35,12 @@ class BestTracker:
         return False
 
 
-def best_values(history: list[dict], directions: dict[str, str]) -> dict[str, float]:
-    """Best validation values over all epochs, `val/<metric>_best`, each the max or the
-    min as `directions` (the task's `best`) says: `val/acc_best`, `val/mse_best`, ..."""
+def best_values(history: list[dict], task: Task) -> dict[str, float]:
+    """Best validation values over all epochs of each metric in the task's `best`, the
+    max or the min as its `directions` say: `val/acc_best`, `val/mse_best`, ..."""
     best = {}
-    for metric, mode in directions.items():
+    for metric in task.best:
         values = [row[f"val/{metric}"] for row in history]
         if values:
-            best[f"val/{metric}_best"] = max(values) if mode == "max" else min(values)
+            best[f"val/{metric}_best"] = max(values) if task.mode(metric) == "max" else min(values)
     return best

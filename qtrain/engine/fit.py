@@ -33,7 +33,7 @@ from qtrain.engine.run_checkpoints import RunCheckpoints
 from qtrain.engine.settings import TrainerSettings
 from qtrain.engine.stages import HeadsOnly, Stage, StageLoss, apply_stage, plan_stages, unreached_units
 from qtrain.engine.train_state import TrainState
-from qtrain.errors import ConfigError, TrainingDiverged, TrainingInterrupted
+from qtrain.errors import TrainingDiverged, TrainingInterrupted
 from qtrain.tracking.console import bar_text, epoch_bar, epoch_line
 
 log = logging.getLogger("qtrain")
@@ -60,10 +60,7 @@ class Trainer:
         on_epoch_end: Callable[[dict], None] = lambda row: None,
         profiler: torch.profiler.profile | None = None,
     ):
-        task = options.task
-        if settings.monitor not in task.monitors():
-            raise ConfigError("trainer.monitor", settings.monitor, f"use one of {', '.join(task.monitors())}")
-        self.task, self.settings = task, settings
+        self.task, self.settings = options.task, settings
         self.model, self.forward_model = model, model if compiled is None else compiled
         # What the current stage trains on, and with (under DDP: wrapped; stage_module is not).
         self.stage_data, self.stage_module, self.stage_model = data, self.forward_model, self.forward_model
@@ -77,7 +74,7 @@ class Trainer:
         self.state = TrainState()
         self.resume_from: dict | None = None
         # The last stage's loss until a stage starts: evaluating a checkpoint uses it.
-        criterion = StageLoss(self.stages[-1].loss_weights, task.loss)
+        criterion = StageLoss(self.stages[-1].loss_weights, self.task.loss)
         stepping = {"accumulate": settings.accumulate_batches, "grad_clip_norm": settings.grad_clip_norm}
         self.options = replace(options, criterion=criterion, on_step=self._count_step, **stepping)
 
