@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import hydra
+import hydra._internal.utils as hydra_utils
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -19,6 +20,7 @@ from omegaconf import DictConfig
 from qtrain import CONFIG_DIR, TRUSTED_TARGETS
 from qtrain.checkpoint_config import NAME as CHECKPOINT_CONFIG
 from qtrain.checkpoint_config import evaluation_config
+from qtrain.config_schema import schema_errors_in_a_line
 from qtrain.engine.interrupt import SignalStop, stop_at_once_on_sigterm
 from qtrain.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from qtrain.objective import objective
@@ -64,8 +66,26 @@ def compose_from_checkpoint() -> None:
         sys.argv += [f"--config-dir={folder}", f"--config-name={CHECKPOINT_CONFIG}"]
 
 
+def report_schema_errors_in_a_line() -> None:
+    """Hydra reports a value a schema refuses (qtrain.config_schema) over five lines, with
+    OmegaConf's wording; qtrain's refusals are one line, `key=value: what is accepted`.
+    Hydra has no hook for errors of composition, so its reporter is wrapped (hydra-core
+    is pinned in pyproject.toml; tests/test_faults.py runs these refusals end to end)."""
+    report = hydra_utils.run_and_report
+
+    def run_and_report(func):
+        def composed():
+            with schema_errors_in_a_line():
+                return func()
+
+        return report(composed)
+
+    hydra_utils.run_and_report = run_and_report
+
+
 def cli() -> None:
     """`python -m qtrain` and the `qtrain` command."""
+    report_schema_errors_in_a_line()
     give_other_ranks_a_scratch_dir()
     compose_from_checkpoint()
     stop_at_once_on_sigterm()

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from qtrain.checkpoint_config import NAME as CHECKPOINT_CONFIG
 from qtrain.checkpoint_config import evaluation_config
+from qtrain.config_schema import schema_errors_in_a_line
 
 
 def compose(overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
@@ -30,7 +31,7 @@ def compose(overrides: Sequence[str] = (), return_hydra_config: bool = False) ->
     overrides = list(overrides)
     folder = evaluation_config(overrides)
     config_dir, name = (str(folder), CHECKPOINT_CONFIG) if folder else (CONFIG_DIR, "config")
-    with initialize_config_dir(config_dir=config_dir):
+    with initialize_config_dir(config_dir=config_dir), schema_errors_in_a_line():
         return hydra_compose(name, overrides=overrides, return_hydra_config=return_hydra_config)
 
 

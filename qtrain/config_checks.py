@@ -82,15 +82,16 @@ def check_config(cfg: DictConfig) -> None:
     # the same refusal wrapped in OmegaConf's interpolation error).
     monitor_mode(cfg.task._target_, cfg.trainer.monitor)
     direction(cfg.task._target_, cfg.objective)
+    # Before the interpolations: typed keys read these (model.quantum.seed, stages.*.lr).
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
+        raise ConfigError("seed", cfg.seed, "must be an integer")
+    _positive_number("optimizer.lr", cfg.optimizer.lr)
     _check_interpolations(cfg)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(missing[0], "???", f"is required; set it on the command line, e.g. {missing[0]}=...")
     if not isinstance(cfg.stages, DictConfig) or not enabled_stages(cfg.stages):
         raise ConfigError("stages", cfg.stages, "needs at least one stage, e.g. stages=single")
-    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
-        raise ConfigError("seed", cfg.seed, "must be an integer")
-    _positive_number("optimizer.lr", cfg.optimizer.lr)  # before the stages' lr, which default to it
     _optional(_non_negative_number, "optimizer.weight_decay", cfg.optimizer.get("weight_decay"))
     for name, stage in enabled_stages(cfg.stages).items():
         _positive_int(f"stages.{name}.epochs", stage.epochs)
@@ -105,8 +106,6 @@ def check_config(cfg: DictConfig) -> None:
     _optional(_positive_number, "trainer.grad_clip_norm", trainer.grad_clip_norm)
     for key in ("limit_epochs", "limit_train_batches", "overfit_batches", "limit_eval_batches"):
         _optional(_positive_int, f"trainer.{key}", trainer[key])
-    if trainer.monitor_mode not in ("max", "min"):
-        raise ConfigError("trainer.monitor_mode", trainer.monitor_mode, "use max or min")
     if cfg.init_from and cfg.ckpt_path:
         raise ConfigError(
             "init_from", cfg.init_from, "starts a new run from a checkpoint's weights; ckpt_path resumes one: give one"
@@ -152,7 +151,7 @@ def _is_extension(key: str, extension: tuple[str, ...]) -> bool:
 
 def check_resumable(cfg: DictConfig, saved: dict, ckpt_path: str) -> None:
     """Resuming continues the saved run, so what it learns from must be what it learned from."""
-    now = flatten(OmegaConf.to_container(cfg, resolve=True))
+    now = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     before = flatten(saved)
     extension = extension_keys(cfg, saved)
     changed = sorted(

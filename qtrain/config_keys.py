@@ -3,24 +3,22 @@
 `+optimizer.foo=1`, `+stages.train.epoch=3`) would be carried silently, or fail late
 in a constructor. Here each is refused with the nearest accepted name.
 
+(Composition refuses a key set without `+` in a group with a schema: qtrain.config_schema.)
+
 The accepted keys: the top-level settings; for a node with a `_target_`, the callable's
-arguments; for the groups without one (stages, trainer, hardware), the keys of their
-reference configs under conf/."""
+arguments; for the groups without one (stages, trainer, hardware), their schema's."""
 
 from __future__ import annotations
 
 import difflib
 import functools
 import inspect
-from pathlib import Path
 
 from hydra.utils import get_method
-from omegaconf import OmegaConf
 
-from qtrain import CONFIG_DIR
+from qtrain.config_schema import SCHEMAS, Hardware, Stage, Trainer, schema_keys
 from qtrain.errors import ConfigError
 
-CONF = Path(CONFIG_DIR)
 TOP_LEVEL = (
     "seed", "train", "test", "ckpt_path", "init_from", "export", "objective", "tracking", "task", "dataset", "encoder", "model",
     "optimizer", "scheduler", "stages", "trainer", "hardware",
@@ -28,19 +26,6 @@ TOP_LEVEL = (
 HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
 # Nodes without a `_target_` that a model passes on as keyword arguments.
 PASSED_ON = {"quantum": "qtrain.quantum.layer.QuantumLayer"}
-
-
-@functools.cache
-def reference_keys(group: str) -> tuple[str, ...]:
-    """The keys every option of a target-less group has, from its reference configs
-    (the trainer's: config.yaml's, and `monitor`, which the task sets)."""
-    if group == "stage":
-        return tuple(OmegaConf.load(CONF / "stages" / "single.yaml").train)
-    if group == "hardware":
-        return tuple(OmegaConf.load(CONF / "hardware" / "auto.yaml"))
-    return tuple(OmegaConf.load(CONF / "config.yaml").trainer) + tuple(
-        OmegaConf.load(CONF / "task" / "classification.yaml").trainer
-    )
 
 
 @functools.cache
@@ -54,11 +39,11 @@ def arguments(target: str) -> tuple[str, ...] | None:
 
 def check_keys(config: dict) -> None:
     _refuse_unknown(config, TOP_LEVEL, "", "a qtrain setting")
-    for group in ("trainer", "hardware"):
-        _refuse_unknown(config[group], reference_keys(group), f"{group}.", f"a {group} setting")
+    for group, schema in (("trainer", Trainer), ("hardware", Hardware)):
+        _refuse_unknown(config[group], schema_keys(schema), f"{group}.", SCHEMAS[schema])
     for name, stage in (config.get("stages") or {}).items():
         if stage is not None:
-            _refuse_unknown(stage, reference_keys("stage"), f"stages.{name}.", "a stage setting")
+            _refuse_unknown(stage, schema_keys(Stage), f"stages.{name}.", SCHEMAS[Stage])
     _check_arguments(config, "")
 
 

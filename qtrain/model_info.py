@@ -21,7 +21,7 @@ def write_model_info(run_dir: Path, cfg: DictConfig, data, metrics: dict) -> Pat
     info = {
         **data_description(data),
         "task": cfg.task._target_,
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "model": OmegaConf.to_container(cfg.model, resolve=True, enum_to_str=True),
         "checkpoint": "checkpoints/best.pt",
         "test_metrics": {name: value for name, value in metrics.items() if name.startswith("test/")},
     }

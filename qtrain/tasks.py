@@ -51,7 +51,7 @@ class Task:
 
     @classmethod
     def mode(cls, metric: str) -> str | None:
-        """"max" or "min" for a metric as a run names it (`val/acc`, `val/mse_best`,
+        """ "max" or "min" for a metric as a run names it (`val/acc`, `val/mse_best`,
         `test/quantum/f1_macro`); None for one the task does not report."""
         return cls.directions.get(metric.rsplit("/", 1)[-1].removesuffix("_best"))
 

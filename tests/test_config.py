@@ -14,11 +14,11 @@ from hydra.utils import execution_whitelist, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import qtrain
-from qtrain import TRUSTED_TARGETS
+from qtrain import TRUSTED_TARGETS, config_schema
 from qtrain.config_keys import check_keys
 from qtrain.engine.hardware import resolve_device
 from qtrain.errors import ConfigError
-from qtrain.tasks import Task
+from qtrain.tasks import TASKS, Task
 from qtrain.tracking.tracker import Tracker
 
 GROUPS = [
@@ -158,3 +158,64 @@ def test_tab_completion_offers_group_options(tmp_path):
         [*command, "-sc", "query=bash"], env=env, capture_output=True, text=True, cwd=tmp_path, check=False
     )
     assert set(result.stdout.split()) == {f"model={o}" for o in options("model")}
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("model.quantum.ansatz=qaoa", "model.quantum.ansatz=qaoa: use one of real_amplitudes, efficient_su2"),
+        ("model.quantum.reps=two", "model.quantum.reps=two: must be an integer"),
+        ("model.quantum.shots=many", "model.quantum.shots=many: must be an integer or null"),
+        ("hardware.amp=fp8", "hardware.amp=fp8: use null, auto, bf16 or fp16"),
+        ("hardware.backend=mpi", "hardware.backend=mpi: use one of auto, gloo, nccl"),
+        ("hardware.tf32=maybe", "hardware.tf32=maybe: must be true or false"),
+        ("trainer.monitor_mode=up", "trainer.monitor_mode=up: use one of max, min"),
+        ("stages.train.lr=fast", "stages.train.lr=fast: must be a number"),
+        ("stages.train.trainable=5", "stages.train.trainable=5: must be a list or null"),
+        ("stages.train.epoch=3", "stages.train.epoch=3: not a stage setting; did you mean stages.train.epochs?"),
+        ("hardware.tf33=true", "hardware.tf33=true: not a hardware setting; did you mean hardware.tf32?"),
+    ],
+)
+def test_a_value_of_the_wrong_type_or_choice_is_refused_by_composition_in_a_line(override, message):
+    """The schemas (qtrain.config_schema) refuse while Hydra composes, before any job starts."""
+    with pytest.raises(ConfigError) as error:
+        make_config("model=cnn_quantum", override)
+    assert str(error.value) == message
+
+
+def test_a_schema_refusal_on_the_command_line_is_one_line_and_exit_1(tmp_path):
+    result = run_cli("model=cnn_quantum", "hardware=cpu", "model.quantum.dtype=float16", cwd=tmp_path)
+    assert result.returncode == 1
+    assert (result.stdout + result.stderr).strip() == "model.quantum.dtype=float16: use one of float32, float64"
+    assert not any(tmp_path.iterdir())
+
+
+def test_every_preset_of_a_schema_group_is_typed_by_its_schema():
+    for hardware in ("auto", "cpu", "gpu", "gpu_amp", "ddp"):
+        assert OmegaConf.get_type(make_config(f"hardware={hardware}").hardware) is config_schema.Hardware
+    for preset in ("default", "zz_su2"):
+        cfg = make_config("model=hybrid_ensemble", f"quantum@model.quantum={preset}")
+        assert OmegaConf.get_type(cfg.model.quantum) is config_schema.Quantum
+    cfg = make_config("model=hybrid_ensemble", "stages=classical_quantum_ensemble")
+    assert {OmegaConf.get_type(stage) for stage in cfg.stages.values()} == {config_schema.Stage}
+    assert OmegaConf.get_type(cfg.trainer) is config_schema.Trainer
+
+
+def test_the_schemas_choices_are_what_the_parts_accept():
+    """The schemas spell the choices out (importing the parts would load torch before
+    --help); this keeps the two lists one."""
+    from qtrain.engine.hardware import AMP_DTYPES
+    from qtrain.quantum import circuits, layer
+
+    def names(choice):
+        return [member.value for member in choice]
+
+    assert names(config_schema.FeatureMap) == list(circuits.FEATURE_MAPS)
+    assert names(config_schema.Ansatz) == list(circuits.ANSATZE)
+    assert names(config_schema.Entanglement) == list(circuits.ENTANGLEMENTS)
+    assert names(config_schema.QuantumBackend) == list(layer.BACKENDS)
+    assert names(config_schema.Dtype) == list(layer.DTYPES)
+    assert names(config_schema.Amp) == ["auto", *AMP_DTYPES]
+    assert {mode for task in TASKS.values() for mode in task.directions.values()} == set(
+        names(config_schema.MonitorMode)
+    )

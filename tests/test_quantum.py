@@ -326,7 +326,9 @@ def test_input_width_must_match_the_circuit():
 
 def test_missing_fake_provider_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "qiskit_ibm_runtime.fake_provider", None)  # import now raises ImportError
-    with pytest.raises(ArgumentError, match=r"^backend=aer: needs qiskit_ibm_runtime.fake_provider: pip install -e '\.\[ibm\]'"):
+    with pytest.raises(
+        ArgumentError, match=r"^backend=aer: needs qiskit_ibm_runtime.fake_provider: pip install -e '\.\[ibm\]'"
+    ):
         QuantumLayer(n_qubits=2, backend="aer", noise={"device": "FakeManilaV2"})
 
 

@@ -28,7 +28,6 @@ from qtrain.engine.hardware import resolve_device
 from qtrain.errors import ConfigError
 
 LAUNCH = "torchrun --nproc_per_node=N -m qtrain hardware=ddp ..."
-BACKENDS = ("auto", "gloo", "nccl")
 
 
 @dataclass(frozen=True)
@@ -115,8 +114,6 @@ def process_group(hardware: DictConfig) -> Iterator[ProcessGroup]:
         return
     if launched is None:
         raise ConfigError("hardware.distributed", True, f"needs the processes torchrun starts: {LAUNCH}")
-    if hardware.backend not in BACKENDS:
-        raise ConfigError("hardware.backend", hardware.backend, f"use one of {', '.join(BACKENDS)}")
     rank, world_size, local_rank = launched
     device = resolve_device(hardware.device, local_rank)
     backend = hardware.backend if hardware.backend != "auto" else ("nccl" if device.type == "cuda" else "gloo")

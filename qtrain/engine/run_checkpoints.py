@@ -39,7 +39,7 @@ class RunCheckpoints:
                 "scaler": self.scaler.state_dict(),
                 "state": asdict(state),
                 "rng": rng_states(),
-                "config": OmegaConf.to_container(self.config, resolve=True),
+                "config": OmegaConf.to_container(self.config, resolve=True, enum_to_str=True),
                 "data": data_description(self.data),
             },
             path,

@@ -45,7 +45,7 @@ HYDRA_DIR = ".hydra"  # the composed config: uploaded with passwords redacted
 def config_params(cfg: DictConfig, choices: dict | None = None) -> dict[str, str]:
     """The resolved config as dotted keys and the config groups' choices (model=simple_cnn),
     passwords redacted, cut to MLflow's key and value limits."""
-    flat = flatten(OmegaConf.to_container(cfg, resolve=True))
+    flat = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     flat |= {group: value for group, value in (choices or {}).items() if value is not None and "/" not in group}
     return {key[:MAX_ENTITY_KEY_LENGTH]: redact(str(value))[:MAX_PARAM_VAL_LENGTH] for key, value in flat.items()}
 

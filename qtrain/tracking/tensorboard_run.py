@@ -55,7 +55,7 @@ class TensorBoardTracker(Tracker):
 
 def hparam_values(cfg: DictConfig) -> dict[str, float | int | str | bool]:
     """The resolved config as dotted keys; TensorBoard takes numbers, text and booleans."""
-    flat = flatten(OmegaConf.to_container(cfg, resolve=True))
+    flat = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     return {
         key: redact(value) if isinstance(value, str) else value if isinstance(value, numbers.Real) else str(value)
         for key, value in flat.items()
