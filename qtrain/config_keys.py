@@ -10,7 +10,6 @@ arguments; for the groups without one (stages, trainer, hardware), their schema'
 
 from __future__ import annotations
 
-import difflib
 import functools
 import inspect
 
@@ -61,6 +60,4 @@ def _check_arguments(node, prefix: str, target: str | None = None) -> None:
 def _refuse_unknown(node: dict, accepted: tuple[str, ...], prefix: str, what: str, ignore: tuple = ()) -> None:
     for key, value in node.items():
         if key not in accepted and key not in ignore:
-            nearest = difflib.get_close_matches(key, accepted, n=1)
-            hint = f"did you mean {prefix}{nearest[0]}?" if nearest else f"accepted: {', '.join(accepted)}"
-            raise ConfigError(f"{prefix}{key}", value, f"not {what}; {hint}")
+            raise ConfigError.unknown_key(f"{prefix}{key}", value, accepted, what)

@@ -14,7 +14,6 @@ before `--help`)."""
 from __future__ import annotations
 
 import contextlib
-import difflib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
@@ -165,7 +164,7 @@ def schema_error(error: ConfigCompositionException) -> ConfigError | None:
     key = cause.full_key
     value = _given_value(error, key)
     if isinstance(cause, UNKNOWN_KEY):
-        return _unknown_key(key, value, schema)
+        return ConfigError.unknown_key(key, value, schema_keys(schema), SCHEMAS[schema])
     return ConfigError(key, value, _accepted(get_type_hints(schema)[cause.key]))
 
 
@@ -188,11 +187,3 @@ def _accepted(hint) -> str:
 
 def schema_keys(schema: type) -> tuple[str, ...]:
     return tuple(field.name for field in fields(schema))
-
-
-def _unknown_key(key: str, value: str, schema: type) -> ConfigError:
-    prefix, name = key.rpartition(".")[0] + ".", key.rpartition(".")[2]
-    accepted = schema_keys(schema)
-    nearest = difflib.get_close_matches(name, accepted, n=1)
-    hint = f"did you mean {prefix}{nearest[0]}?" if nearest else f"accepted: {', '.join(accepted)}"
-    return ConfigError(key, value, f"not {SCHEMAS[schema]}; {hint}")

@@ -3,7 +3,9 @@ Each is reported as one line, never a traceback (unless HYDRA_FULL_ERROR=1)."""
 
 from __future__ import annotations
 
+import difflib
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -17,6 +19,14 @@ class ConfigError(CompactHydraException, ValueError):
     def __init__(self, key: str, value: object, accepted: str):
         super().__init__(f"{key}={value}: {accepted}")
         self.key = key
+
+    @classmethod
+    def unknown_key(cls, key: str, value: object, accepted: Sequence[str], what: str) -> ConfigError:
+        """`key` is none of the names `accepted` beside it: the nearest one, or the list."""
+        parent, _, name = key.rpartition(".")
+        nearest = difflib.get_close_matches(name, accepted, n=1)
+        hint = f"did you mean {parent + '.' if parent else ''}{nearest[0]}?" if nearest else None
+        return cls(key, value, f"not {what}; {hint or 'accepted: ' + ', '.join(accepted)}")
 
 
 class ArgumentError(ValueError):
