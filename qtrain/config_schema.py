@@ -3,7 +3,8 @@ stage and the quantum spec. They are registered in Hydra's ConfigStore as
 `schema/<name>` and the YAML files extend them (`defaults: [/schema/hardware@_here_]`),
 so composition refuses an unknown key, a value of the wrong type or a choice not in
 the list, on the command line, in a preset or in a sweep, before any job starts.
-`schema_error` says such a refusal in qtrain's one line. Ranges and rules across
+`schema_error` says a command-line value's refusal in qtrain's one line; a YAML file's
+keeps Hydra's message, which names the file (Hydra keeps no structured cause for it). Ranges and rules across
 groups stay in qtrain.config_checks; the defaults stay in the YAML files, the one
 place a user reads them.
 
@@ -155,24 +156,20 @@ def schema_errors_in_a_line() -> Iterator[None]:
 
 
 def schema_error(error: ConfigCompositionException) -> ConfigError | None:
-    """A schema's refusal during composition as qtrain's one line (`key=value: what is
-    accepted`); None for any other composition error."""
+    """A schema's refusal of a command-line override as qtrain's one line (`key=value:
+    what is accepted`); None for any other composition error."""
     cause = error.__cause__
     schema = getattr(cause, "object_type", None)
     if schema not in SCHEMAS or not cause.full_key or not isinstance(cause, (*UNKNOWN_KEY, ValidationError)):
         return None
     key = cause.full_key
-    value = _given_value(error, key)
+    given = re.search(rf"{re.escape(key)}=(\S*)", str(error))  # Hydra names the override it could not apply
+    if given is None:
+        return None
+    value = given.group(1)
     if isinstance(cause, UNKNOWN_KEY):
         return ConfigError.unknown_key(key, value, schema_keys(schema), SCHEMAS[schema])
     return ConfigError(key, value, _accepted(get_type_hints(schema)[cause.key]))
-
-
-def _given_value(error: ConfigCompositionException, key: str) -> str:
-    """The value given to `key`: the command line's (Hydra names the override it could
-    not apply), or the one a YAML file gave, as OmegaConf quotes it."""
-    found = re.search(rf"{re.escape(key)}=(\S*)", str(error)) or re.search(r"'(.*?)'", str(error.__cause__))
-    return found.group(1) if found else "?"
 
 
 def _accepted(hint) -> str:

@@ -191,9 +191,9 @@ def test_a_schema_refusal_on_the_command_line_is_one_line_and_exit_1(tmp_path):
 
 
 def test_every_preset_of_a_schema_group_is_typed_by_its_schema():
-    for hardware in ("auto", "cpu", "gpu", "gpu_amp", "ddp"):
+    for hardware in options("hardware"):
         assert OmegaConf.get_type(make_config(f"hardware={hardware}").hardware) is config_schema.Hardware
-    for preset in ("default", "zz_su2"):
+    for preset in options("quantum"):
         cfg = make_config("model=hybrid_ensemble", f"quantum@model.quantum={preset}")
         assert OmegaConf.get_type(cfg.model.quantum) is config_schema.Quantum
     cfg = make_config("model=hybrid_ensemble", "stages=classical_quantum_ensemble")
