@@ -14,6 +14,7 @@ from pathlib import Path
 import hydra
 import hydra._internal.utils as hydra_utils
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
@@ -24,6 +25,7 @@ from qtrain.config_schema import schema_errors_in_a_line
 from qtrain.engine.interrupt import SignalStop, stop_at_once_on_sigterm
 from qtrain.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from qtrain.objective import objective
+from qtrain.sweep.sweeper import QtrainOptunaSweeper
 
 log = logging.getLogger("qtrain")
 
@@ -86,6 +88,7 @@ def report_schema_errors_in_a_line() -> None:
 def cli() -> None:
     """`python -m qtrain` and the `qtrain` command."""
     report_schema_errors_in_a_line()
+    Plugins.instance().register(QtrainOptunaSweeper)  # hydra/sweeper=qtrain_optuna
     give_other_ranks_a_scratch_dir()
     compose_from_checkpoint()
     stop_at_once_on_sigterm()

@@ -33,6 +33,8 @@ QTRAIN = (
     "qtrain.models.timm_models.vit",
     "qtrain.run_directory.RunDirectoryCallback",
     "qtrain.sweep.sampler.TrialSeededTPESampler",
+    "qtrain.sweep.space.SearchSpaceCallback",
+    "qtrain.sweep.sweeper.QtrainOptunaSweeper",
     "qtrain.sweep.storage.OptunaStorageCallback",
     "qtrain.tasks.Classification",
     "qtrain.tasks.Regression",

@@ -51,6 +51,11 @@ def _no_tracking_in_the_repo(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
 
 
+def options(group: str) -> list[str]:
+    """The options of a config group, as `python -m qtrain --help` lists them."""
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
 def make_config(*overrides: str) -> DictConfig:
     """The config `python -m qtrain <overrides>` runs (qtrain.compose), untracked."""
     return qtrain.compose(untracked(overrides))

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 import yaml
-from conftest import CONF, ROOT, make_config, run_cli
+from conftest import CONF, ROOT, make_config, options, run_cli
 from hydra.utils import execution_whitelist, instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -46,10 +46,6 @@ REQUIRED = {
     "model=ensemble_heads": ["dataset=features", "dataset.path=/tmp/features.pt"],
     "model=lstm_signal": ["dataset=signal"],
 }
-
-
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])

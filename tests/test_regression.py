@@ -215,6 +215,11 @@ def test_an_optuna_sweep_minimizes_val_mse_best(tmp_path):
     study = optuna.load_study(study_name="signal", storage=storage)
     assert study.direction == optuna.study.StudyDirection.MINIMIZE
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    # The one space of hparams_search=optuna, less the circuit an LSTM does not have, and the log says so.
+    assert "model=lstm_signal has no model.quantum.n_qubits" in result.stdout + result.stderr
+    assert {frozenset(t.params) for t in study.trials} == {
+        frozenset({"optimizer.lr", "optimizer.weight_decay", "dataset.batch_size"})
+    }
     runs = sorted((tmp_path / "sweep").glob("*/metrics.json"))
     values = sorted(json.loads(p.read_text())["val/mse_best"] for p in runs)
     assert sorted(t.value for t in study.trials) == pytest.approx(values)

@@ -7,6 +7,8 @@ import logging
 
 import optuna
 import pytest
+from conftest import CONF, make_config, options, run_cli
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from sqlalchemy.exc import IntegrityError
 
@@ -14,6 +16,7 @@ from qtrain.errors import ConfigError
 from qtrain.sweep import storage as storage_module
 from qtrain.sweep.plots import write_study_plots
 from qtrain.sweep.sampler import TrialSeededTPESampler
+from qtrain.sweep.space import model_space
 from qtrain.tracking.redact import RedactingFilter, redact
 from qtrain.tracking.sweep_job import job_name, swept_keys
 
@@ -101,16 +104,86 @@ def test_jobs_are_named_after_their_swept_values():
     assert job_name(["optimizer=sgd", "debug=fast"], ["optimizer"]) == "optimizer=sgd"
 
 
-def test_the_swept_keys_are_the_command_lines_sweeps_and_the_sweepers_params():
+def test_the_swept_keys_are_the_command_lines_sweeps_and_the_sweepers_params_the_model_has():
     config = OmegaConf.create(
         {
             "hydra": {
                 "overrides": {"task": ["optimizer=adam,sgd", "model=simple_cnn", "seed=range(3)"]},
-                "sweeper": {"params": {"optimizer.lr": "interval(1e-4, 1e-2)"}},
-            }
+                "sweeper": {"params": {"optimizer.lr": "interval(1e-4, 1e-2)", "model.quantum.reps": "range(1, 4)"}},
+            },
+            "optimizer": {"lr": 1e-3},
+            "model": {"channels": [32, 64]},
         }
     )
     assert swept_keys(config) == ["optimizer", "seed", "optimizer.lr"]
+
+
+CIRCUIT = {"model.quantum.n_qubits", "model.quantum.reps", "model.quantum.feature_map"}
+KNOBS = {"optimizer.lr", "optimizer.weight_decay", "dataset.batch_size"}
+
+
+@pytest.mark.parametrize(
+    ("search", "model", "searched"),
+    [
+        ("optuna", "resnet", KNOBS),
+        ("optuna", "lstm_signal", KNOBS),
+        ("optuna", "cnn_quantum", KNOBS | CIRCUIT),
+        ("optuna", "hybrid_ensemble", KNOBS | CIRCUIT),
+        ("optuna_quantum", "resnet_quantum", CIRCUIT),
+        ("optuna_quantum", "vit_quantum", CIRCUIT),
+    ],
+)
+def test_one_search_space_serves_every_model_with_the_keys_it_has(search, model, searched):
+    with initialize_config_dir(config_dir=str(CONF)):
+        cfg = compose("config", overrides=[f"hparams_search={search}", f"model={model}"], return_hydra_config=True)
+        assert set(model_space(cfg)) == searched
+    assert cfg.hydra.sweeper.direction == "maximize" and cfg.hydra.sweeper.sampler.seed == cfg.seed
+    assert cfg.hydra.sweeper._target_ == "qtrain.sweep.sweeper.QtrainOptunaSweeper"
+
+
+def test_a_circuit_search_of_a_classical_model_is_refused_with_the_models_that_have_one():
+    hybrids = [m for m in options("model") if make_config(f"model={m}").model.get("quantum") is not None]
+    assert "cnn_quantum" in hybrids and "resnet" not in hybrids
+    with initialize_config_dir(config_dir=str(CONF)):
+        cfg = compose("config", overrides=["hparams_search=optuna_quantum", "model=resnet"], return_hydra_config=True)
+        with pytest.raises(ConfigError) as error:
+            model_space(cfg)
+    assert str(error.value) == (
+        "model=resnet: has none of the keys hydra.sweeper.params searches "
+        "(model.quantum.n_qubits, model.quantum.reps, model.quantum.feature_map); "
+        f"the models that have them: {', '.join(hybrids)}"
+    )
+
+
+@pytest.mark.slow  # a command-line sweep (about 7 s)
+def test_on_the_command_line_the_refusal_is_one_line_before_anything_is_written(tmp_path):
+    result = run_cli(
+        "-m", "hparams_search=optuna_quantum", "model=resnet", "tracking=mlflow", "tracking.mlflow.uri=sqlite:///mlflow.db",
+        cwd=tmp_path,
+    )  # fmt: skip
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert result.returncode == 1 and len(lines) == 1, lines
+    assert lines[0].startswith("model=resnet: has none of the keys hydra.sweeper.params searches")
+    assert list(tmp_path.iterdir()) == []  # no sweep folder, Optuna or MLflow database
+
+
+def test_a_key_the_models_part_lacks_is_refused_as_a_typo():
+    with initialize_config_dir(config_dir=str(CONF)):
+        cfg = compose(
+            "config",
+            overrides=[
+                "hparams_search=optuna",
+                "model=cnn_quantum",
+                '+hydra.sweeper.params={model.quantum.rep:"range(1,3)"}',
+            ],
+            return_hydra_config=True,
+        )
+        with pytest.raises(
+            ConfigError,
+            match=r"^hydra.sweeper.params.model.quantum.rep=range\(1,3\): not a key to "
+            r"search; did you mean hydra.sweeper.params.model.quantum.reps\?$",
+        ):
+            model_space(cfg)
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,7 @@ import mlflow.pytorch
 import optuna
 import pytest
 import torch
-from conftest import CONF, ROOT, make_config, run_cli, run_config
-from hydra import compose, initialize_config_dir
+from conftest import ROOT, make_config, run_cli, run_config
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from omegaconf import OmegaConf
@@ -25,8 +24,6 @@ from qtrain.objective import direction
 from qtrain.tracking.mlflow_run import MlflowTracker, config_params
 from qtrain.tracking.mlflow_store import PARENT_ROLE, SWEEP_TAG, connect, sweep_parent
 from qtrain.tracking.sync import main as sync_main
-
-CIRCUIT = {"model.quantum.n_qubits", "model.quantum.reps", "model.quantum.feature_map"}
 
 
 def runs_of(uri: str, experiment: str = "qtrain-digits") -> list:
@@ -247,21 +244,6 @@ def test_malformed_search_space_names_the_key(tmp_path):
     assert result.returncode == 1
     assert "optimizer.lr=interval(1e-4" in result.stderr
     assert not (tmp_path / "multirun").exists() or not any((tmp_path / "multirun").rglob("metrics.json"))
-
-
-@pytest.mark.parametrize(
-    ("search", "model", "searched"),
-    [
-        ("optuna", "resnet", {"optimizer.lr", "optimizer.weight_decay", "dataset.batch_size"}),
-        ("optuna", "cnn_quantum", {"optimizer.lr", "optimizer.weight_decay", "dataset.batch_size", *CIRCUIT}),
-        ("optuna_quantum", "resnet_quantum", CIRCUIT),
-    ],
-)
-def test_search_spaces_follow_the_model(search, model, searched):
-    with initialize_config_dir(config_dir=str(CONF)):
-        cfg = compose("config", overrides=[f"hparams_search={search}", f"model={model}"], return_hydra_config=True)
-    assert set(cfg.hydra.sweeper.params) == searched
-    assert cfg.hydra.sweeper.direction == "maximize" and cfg.hydra.sweeper.sampler.seed == cfg.seed
 
 
 def test_jobs_find_the_sweeps_parent_while_other_jobs_run(tmp_path):

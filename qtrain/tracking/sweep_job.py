@@ -8,15 +8,18 @@ import logging
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
+from qtrain.sweep.space import model_space
+
 log = logging.getLogger("qtrain")
 
 
 def swept_keys(config: DictConfig) -> list[str]:
     """The keys a multirun varies, read in the launcher: the command line's sweeps
-    (`optimizer=adam,sgd`, `optimizer.lr=interval(...)`) and the sweeper's params."""
+    (`optimizer=adam,sgd`, `optimizer.lr=interval(...)`) and the sweeper's params that
+    the model has."""
     overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
     keys = [o.key_or_group for o in overrides if o.is_sweep_override()]
-    return list(dict.fromkeys(keys + list(config.hydra.sweeper.get("params") or {})))
+    return list(dict.fromkeys(keys + list(model_space(config))))
 
 
 def job_name(overrides: list[str], swept: list[str]) -> str:
