@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError, InterpolationToMissingValueError
 
 from qtrain.config_keys import check_keys
+from qtrain.config_schema import plain_values
 from qtrain.engine.stages import enabled_stages
 from qtrain.errors import ConfigError
 from qtrain.objective import direction, monitor_mode
@@ -151,7 +152,7 @@ def _is_extension(key: str, extension: tuple[str, ...]) -> bool:
 
 def check_resumable(cfg: DictConfig, saved: dict, ckpt_path: str) -> None:
     """Resuming continues the saved run, so what it learns from must be what it learned from."""
-    now = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    now = flatten(plain_values(cfg))
     before = flatten(saved)
     extension = extension_keys(cfg, saved)
     changed = sorted(

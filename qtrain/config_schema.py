@@ -23,7 +23,7 @@ from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
 
 from hydra.core.config_store import ConfigStore
 from hydra.errors import ConfigCompositionException
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
 from qtrain.errors import ConfigError
@@ -180,6 +180,13 @@ def _accepted(hint) -> str:
         return f"use null, {', '.join(names[:-1])} or {names[-1]}" if optional else f"use one of {', '.join(names)}"
     wanted = TYPES.get(kind) or TYPES.get(get_origin(kind), "of another type")
     return f"must be {wanted} or null" if optional else f"must be {wanted}"
+
+
+def plain_values(node: DictConfig) -> dict:
+    """A config node as plain Python, as checkpoints, model_info.json, MLflow and
+    TensorBoard keep it: interpolations resolved, each schema choice as its name (a
+    Choice member in a checkpoint would not load with weights_only)."""
+    return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
 
 
 def schema_keys(schema: type) -> tuple[str, ...]:

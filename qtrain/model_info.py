@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from qtrain.config_schema import plain_values
 from qtrain.files import atomic_write
 
 
@@ -21,7 +22,7 @@ def write_model_info(run_dir: Path, cfg: DictConfig, data, metrics: dict) -> Pat
     info = {
         **data_description(data),
         "task": cfg.task._target_,
-        "model": OmegaConf.to_container(cfg.model, resolve=True, enum_to_str=True),
+        "model": plain_values(cfg.model),
         "checkpoint": "checkpoints/best.pt",
         "test_metrics": {name: value for name, value in metrics.items() if name.startswith("test/")},
     }

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import torch
 from hydra.utils import execution_whitelist, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from qtrain import TRUSTED_TARGETS, reports
 from qtrain.build import build, config_keys
 from qtrain.config_checks import check_config, check_resumable
+from qtrain.config_schema import plain_values
 from qtrain.engine.best import best_values
 from qtrain.engine.checkpoint import clean_after_kill, load_checkpoint, load_weights
 from qtrain.engine.distributed import ProcessGroup, process_group
@@ -124,7 +125,7 @@ def _train_and_test(
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler),
         stages=cfg.stages,
-        settings=TrainerSettings(**OmegaConf.to_container(cfg.trainer, resolve=True)),
+        settings=TrainerSettings(**plain_values(cfg.trainer)),
         checkpoints=RunCheckpoints(run_dir, model, options.scaler, cfg, data, processes),
         processes=processes,
         compiled=maybe_compile(model, hardware.compile),

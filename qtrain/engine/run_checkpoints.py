@@ -9,9 +9,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
+from qtrain.config_schema import plain_values
 from qtrain.engine.checkpoint import copy_checkpoint, prune_epoch_checkpoints, rng_states, save_checkpoint
 from qtrain.engine.distributed import ProcessGroup
 from qtrain.engine.train_state import TrainState
@@ -39,7 +40,7 @@ class RunCheckpoints:
                 "scaler": self.scaler.state_dict(),
                 "state": asdict(state),
                 "rng": rng_states(),
-                "config": OmegaConf.to_container(self.config, resolve=True, enum_to_str=True),
+                "config": plain_values(self.config),
                 "data": data_description(self.data),
             },
             path,

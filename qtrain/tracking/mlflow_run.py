@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from qtrain.config_checks import flatten
+from qtrain.config_schema import plain_values
 from qtrain.tracking import sweep_job
 from qtrain.tracking.mlflow_store import RUN_DIR_TAG, SWEEP_TAG, SWEPT_TAG, connect, sweep_id, sweep_parent, ui_hint
 from qtrain.tracking.redact import redact
@@ -45,7 +46,7 @@ HYDRA_DIR = ".hydra"  # the composed config: uploaded with passwords redacted
 def config_params(cfg: DictConfig, choices: dict | None = None) -> dict[str, str]:
     """The resolved config as dotted keys and the config groups' choices (model=simple_cnn),
     passwords redacted, cut to MLflow's key and value limits."""
-    flat = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    flat = flatten(plain_values(cfg))
     flat |= {group: value for group, value in (choices or {}).items() if value is not None and "/" not in group}
     return {key[:MAX_ENTITY_KEY_LENGTH]: redact(str(value))[:MAX_PARAM_VAL_LENGTH] for key, value in flat.items()}
 

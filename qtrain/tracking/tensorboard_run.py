@@ -14,6 +14,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from qtrain.config_checks import flatten
+from qtrain.config_schema import plain_values
 from qtrain.tracking.redact import redact
 from qtrain.tracking.tracker import Tracker, numbers_of
 
@@ -55,7 +56,7 @@ class TensorBoardTracker(Tracker):
 
 def hparam_values(cfg: DictConfig) -> dict[str, float | int | str | bool]:
     """The resolved config as dotted keys; TensorBoard takes numbers, text and booleans."""
-    flat = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    flat = flatten(plain_values(cfg))
     return {
         key: redact(value) if isinstance(value, str) else value if isinstance(value, numbers.Real) else str(value)
         for key, value in flat.items()
