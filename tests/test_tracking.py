@@ -345,9 +345,10 @@ def test_sync_makes_a_run_from_a_run_directory_never_tracked(tmp_path):
 
 def test_passwords_in_urls_are_redacted_in_params(tmp_path):
     cfg = make_config("tracking=mlflow", "tracking.mlflow.uri=postgresql://alice:s3cret@db.lab:5432/mlflow")
-    params = config_params(cfg, {"model": "resnet_quantum"})
+    params = config_params(cfg, {"model": "resnet_quantum", "quantum@model.quantum": "zz_su2"})
     assert params["tracking.mlflow.uri"] == "postgresql://alice:***@db.lab:5432/mlflow"
-    assert params["model"] == "resnet_quantum"
+    assert params["model"] == "resnet_quantum" and params["quantum"] == "zz_su2"
+    assert not any("@" in key for key in params)  # MLflow refuses the whole batch of params
     assert not any("s3cret" in value for value in params.values())
 
 

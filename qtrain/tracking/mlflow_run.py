@@ -44,10 +44,12 @@ HYDRA_DIR = ".hydra"  # the composed config: uploaded with passwords redacted
 
 
 def config_params(cfg: DictConfig, choices: dict | None = None) -> dict[str, str]:
-    """The resolved config as dotted keys and the config groups' choices (model=simple_cnn),
-    passwords redacted, cut to MLflow's key and value limits."""
+    """The resolved config as dotted keys and the config groups' choices (model=simple_cnn;
+    a group mounted elsewhere by its name, `quantum` for `quantum@model.quantum`: MLflow
+    refuses `@` in a key), passwords redacted, cut to MLflow's key and value limits."""
     flat = flatten(plain_values(cfg))
-    flat |= {group: value for group, value in (choices or {}).items() if value is not None and "/" not in group}
+    picked = {group.split("@")[0]: value for group, value in (choices or {}).items() if value is not None}
+    flat |= {group: value for group, value in picked.items() if "/" not in group}
     return {key[:MAX_ENTITY_KEY_LENGTH]: redact(str(value))[:MAX_PARAM_VAL_LENGTH] for key, value in flat.items()}
 
 
