@@ -18,7 +18,13 @@ from qtrain.predict import trained_model
 OLD = Path(__file__).resolve().parent / "fixtures" / "v0.1.0"
 # What the old run learned from: a resume must be given the same (see fixtures/README.md).
 RESUME = ["model=cnn_quantum", "model.quantum.n_qubits=3", "encoder.channels=[4,8]", "encoder.hidden=8"]
-QUICK = ["hardware=cpu", "tracking=none", "trainer.progress=false", "trainer.limit_train_batches=3", "trainer.limit_eval_batches=2"]
+QUICK = [
+    "hardware=cpu",
+    "tracking=none",
+    "trainer.progress=false",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_eval_batches=2",
+]
 
 
 @pytest.fixture

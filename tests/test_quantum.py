@@ -280,9 +280,9 @@ def test_a_small_circuit_runs_on_one_thread_and_leaves_torchs_setting(monkeypatc
     seen = []
     for n_qubits, batch in ((4, 8), (12, 16)):  # 128 and 65,536 amplitudes
         layer = QuantumLayer(n_qubits=n_qubits, feature_map="angle_ry", reps=1)
-        simulate = layer.simulator.forward
+        simulate = layer.runner.simulator.forward
         monkeypatch.setattr(
-            layer.simulator, "forward", lambda x, w, f=simulate: seen.append(torch.get_num_threads()) or f(x, w)
+            layer.runner.simulator, "forward", lambda x, w, f=simulate: seen.append(torch.get_num_threads()) or f(x, w)
         )
         previous = torch.get_num_threads()
         torch.set_num_threads(2)
@@ -299,14 +299,14 @@ def test_a_small_circuits_backward_runs_on_one_thread_and_the_encoders_on_torchs
     # the 4-qubit step took 4.6-5.8 ms with the circuit's backward on two threads, 1.9-2.4 ms
     # on one; the encoder's backward beneath it keeps torch's threads.
     layer, seen = QuantumLayer(n_qubits=4, feature_map="angle_ry", reps=1), {"circuit": [], "encoder": []}
-    simulate = layer.simulator.forward
+    simulate = layer.runner.simulator.forward
 
     def recording(x, w):
         state = simulate(x, w)
         state.register_hook(lambda grad: seen["circuit"].append(torch.get_num_threads()))
         return state
 
-    monkeypatch.setattr(layer.simulator, "forward", recording)
+    monkeypatch.setattr(layer.runner.simulator, "forward", recording)
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

@@ -1,4 +1,5 @@
 """The `qiskit` and `aer` backends: qiskit-machine-learning's EstimatorQNN behind TorchConnector.
+Both run on the CPU in float64; the values come back on the input's device and dtype.
 
 The same code path runs real hardware: replace the Aer estimator with
 qiskit-ibm-runtime's `EstimatorV2(mode=backend)` and transpile with that backend's
@@ -16,6 +17,25 @@ from qiskit_machine_learning.connectors import TorchConnector
 from qiskit_machine_learning.neural_networks import EstimatorQNN
 
 from qtrain.errors import ArgumentError
+
+
+class QiskitBackend:
+    """The reference: exact StatevectorEstimator, parameter-shift gradients."""
+
+    name = "qiskit"
+
+    def __init__(self, layer, initial: torch.Tensor, shots: int | None, noise: dict | None, seed: int | None):
+        self.connector = torch_connector(layer, self.name, noise, seed, initial)
+        self.weights = self.connector.weight
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.connector(x.cpu().to(torch.float64)).to(device=x.device, dtype=x.dtype)
+
+
+class AerBackend(QiskitBackend):
+    """qiskit-aer's EstimatorV2: shots, depolarizing noise or a fake IBM device's."""
+
+    name = "aer"
 
 
 def torch_connector(layer, backend: str, noise: dict | None, seed: int | None, initial: torch.Tensor) -> TorchConnector:

@@ -1,0 +1,69 @@
+"""The backends a QuantumLayer runs its circuit on, by name: the one list that the
+layer's refusals, the config's help text and the docs read.
+
+A backend is a class, named by its import path and imported when a layer first uses it
+(so this module loads neither torch nor qiskit, and `--help` stays fast). It is built as
+`cls(layer, initial, shots=..., noise=..., seed=...)`, keeps the layer's trainable
+weights as `.weights` (one nn.Parameter, starting from `initial`, ordered like
+`layer.weight_params`) and, called with a (batch, n_inputs) tensor, returns the
+(batch, n_outputs) expectation values of `layer.observables` with gradients to both.
+
+A new backend is one `register(...)` call: the layer, the config and the refusals
+take it from there (tests/quantum/test_backends.py adds a toy one).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from qtrain.errors import ArgumentError
+
+
+@dataclass(frozen=True)
+class Backend:
+    target: str  # "module.Class" of the implementation
+    summary: str  # one line, for the help text and the docs
+    shots: bool = True  # takes `shots` (sampling noise); False: exact only
+    noise: bool = False  # takes a noise model (`noise`)
+
+    def load(self) -> type:
+        module, _, name = self.target.rpartition(".")
+        return getattr(importlib.import_module(module), name)
+
+
+BACKENDS: dict[str, Backend] = {}
+
+
+def register(name: str, backend: Backend) -> None:
+    BACKENDS[name] = backend
+
+
+register("torch", Backend("qtrain.quantum.torch_backend.TorchBackend", "exact batched statevector in torch"))
+register(
+    "qiskit",
+    Backend("qtrain.quantum.qiskit_backends.QiskitBackend", "qiskit-machine-learning's EstimatorQNN", shots=False),
+)
+register("aer", Backend("qtrain.quantum.qiskit_backends.AerBackend", "qiskit-aer: shots and noise", noise=True))
+
+
+def backend(name: str, shots: int | None, noise: dict | None) -> Backend:
+    """The backend `name`, refused in a line when unknown or when it cannot take the
+    shots or noise asked of it."""
+    if name not in BACKENDS:
+        raise ArgumentError("backend", name, f"use one of {', '.join(BACKENDS)}")
+    chosen = BACKENDS[name]
+    if shots is not None and not chosen.shots:
+        raise ArgumentError("shots", shots, f"the {name} backend is exact; use backend={_with('shots')}")
+    if noise and not chosen.noise:
+        raise ArgumentError("noise", dict(noise), f"noise models need backend={_with('noise')}")
+    return chosen
+
+
+def _with(feature: str) -> str:
+    return " or ".join(name for name, spec in BACKENDS.items() if getattr(spec, feature))
+
+
+def summary() -> str:
+    """`torch (exact batched statevector in torch), qiskit (...), ...`: for help texts."""
+    return ", ".join(f"{name} ({spec.summary})" for name, spec in BACKENDS.items())
