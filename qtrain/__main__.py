@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
-import shutil
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 import hydra
-import hydra._internal.utils as hydra_utils
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from qtrain import CONFIG_DIR, TRUSTED_TARGETS
-from qtrain.checkpoint_config import NAME as CHECKPOINT_CONFIG
-from qtrain.checkpoint_config import evaluation_config
-from qtrain.config_schema import schema_errors_in_a_line
+from qtrain.config import CONFIG_DIR, TRUSTED_TARGETS
+from qtrain.config.schema import schema_errors_in_a_line
 from qtrain.engine.interrupt import SignalStop, stop_at_once_on_sigterm
 from qtrain.errors import ConfigError, TrainingDiverged, TrainingInterrupted
-from qtrain.objective import objective
 from qtrain.sweep.sweeper import QtrainOptunaSweeper
 
 log = logging.getLogger("qtrain")
@@ -39,7 +32,11 @@ def main(cfg: DictConfig) -> float:
         log.error("a sweep under torchrun is not supported: sweep jobs each launch their own torchrun")
         sys.exit(1)
     try:
-        return objective(run(cfg, Path(hydra_cfg.runtime.output_dir)), cfg.objective)
+        metrics = run(cfg, Path(hydra_cfg.runtime.output_dir))
+        if cfg.objective not in metrics:
+            produced = ", ".join(sorted(metrics))
+            raise ConfigError("objective", cfg.objective, f"not a metric of this run; it produced {produced}")
+        return metrics[cfg.objective]
     except TrainingInterrupted as stop:
         log.warning("%s", stop)
         sys.exit(128 + stop.signum)
@@ -50,29 +47,17 @@ def main(cfg: DictConfig) -> float:
         sys.exit(1)
 
 
-def give_other_ranks_a_scratch_dir() -> None:
-    """torchrun starts every rank as `python -m qtrain ...`, and Hydra would make each an
-    output directory of its own. Ranks other than 0 get a scratch one, removed at exit:
-    the run uses rank 0's (qtrain.run sends it to them)."""
-    rank = int(os.environ.get("RANK", "0"))
-    if rank > 0:
-        scratch = tempfile.mkdtemp(prefix=f"qtrain-rank{rank}-")
-        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-        sys.argv += [f"hydra.run.dir={scratch}", "hydra.output_subdir=null"]
-
-
-def compose_from_checkpoint() -> None:
-    """`train=false ckpt_path=...`: compose the checkpoint's experiment (qtrain.checkpoint_config)."""
-    folder = evaluation_config(sys.argv[1:])
-    if folder is not None:
-        sys.argv += [f"--config-dir={folder}", f"--config-name={CHECKPOINT_CONFIG}"]
-
-
 def report_schema_errors_in_a_line() -> None:
-    """Hydra reports a value a schema refuses (qtrain.config_schema) over five lines, with
-    OmegaConf's wording; qtrain's refusals are one line, `key=value: what is accepted`.
-    Hydra has no hook for errors of composition, so its reporter is wrapped (hydra-core
-    is pinned in pyproject.toml; tests/test_faults.py runs these refusals end to end)."""
+    """Hydra reports a value a schema refuses over five lines, in OmegaConf's words;
+    qtrain's refusals are one line, `key=value: what is accepted`.
+
+    The one private use of Hydra in qtrain: Hydra has no public hook for an error of
+    composition (callbacks run only once a config has composed, and hydra.main prints
+    the error itself), so its reporter, `run_and_report`, is wrapped. This waits on a
+    public error-reporting hook in Hydra (hydra-core is pinned in pyproject.toml;
+    tests/faults/test_refusals.py runs these refusals end to end)."""
+    import hydra._internal.utils as hydra_utils  # the exception named above
+
     report = hydra_utils.run_and_report
 
     def run_and_report(func):
@@ -89,8 +74,6 @@ def cli() -> None:
     """`python -m qtrain` and the `qtrain` command."""
     report_schema_errors_in_a_line()
     Plugins.instance().register(QtrainOptunaSweeper)  # hydra/sweeper=qtrain_optuna
-    give_other_ranks_a_scratch_dir()
-    compose_from_checkpoint()
     stop_at_once_on_sigterm()
     try:
         main()

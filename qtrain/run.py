@@ -10,10 +10,9 @@ import torch
 from hydra.utils import execution_whitelist, instantiate
 from omegaconf import DictConfig
 
-from qtrain import TRUSTED_TARGETS, reports
-from qtrain.build import build, config_keys
-from qtrain.config_checks import check_config, check_resumable
-from qtrain.config_schema import plain_values
+from qtrain import reports
+from qtrain.config import TRUSTED_TARGETS, RunConfig, describe
+from qtrain.config.build import build, config_keys
 from qtrain.engine.best import best_values
 from qtrain.engine.checkpoint import clean_after_kill, load_checkpoint, load_weights
 from qtrain.engine.distributed import ProcessGroup, process_group
@@ -30,11 +29,11 @@ from qtrain.engine.hardware import (
 )
 from qtrain.engine.interrupt import StopRequest
 from qtrain.engine.loop import StepOptions
+from qtrain.engine.resume import check_resumable
 from qtrain.engine.run_checkpoints import RunCheckpoints
-from qtrain.engine.settings import TrainerSettings
 from qtrain.errors import TrainingInterrupted
-from qtrain.export import export_model
-from qtrain.model_info import write_model_info
+from qtrain.predict.export import export_model
+from qtrain.predict.model_info import write_model_info
 from qtrain.tasks import Task
 from qtrain.tracking.console import announce, print_summary
 from qtrain.tracking.tracker import Tracker, Trackers
@@ -43,13 +42,12 @@ log = logging.getLogger("qtrain")
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
-    """Train and/or test as `cfg` says; write the run directory; return the metrics."""
+    """Train and/or test as the composed `cfg` says; write the run directory; return the metrics."""
     with execution_whitelist(TRUSTED_TARGETS):
-        return _run(cfg, run_dir)
+        return _run(describe(cfg), run_dir)
 
 
-def _run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
-    check_config(cfg)
+def _run(cfg: RunConfig, run_dir: Path) -> dict[str, float]:
     with process_group(cfg.hardware) as processes:
         run_dir = processes.broadcast(run_dir)  # under torchrun, every rank uses rank 0's directory
         # Everything that can be refused without training is, before the config tree is
@@ -57,11 +55,11 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         parts = _prepare(cfg, processes)
         if processes.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            announce(cfg)
+            announce(cfg.values)
         else:
             log.setLevel(logging.WARNING)  # rank 0 reports progress; the others only what goes wrong
-        tracker = Trackers([instantiate(t) for t in cfg.tracking.values()]) if processes.is_main else Tracker()
-        with tracker.track(cfg, run_dir), config_keys("model"):
+        tracker = Trackers([instantiate(t) for t in cfg.tracking]) if processes.is_main else Tracker()
+        with tracker.track(cfg.values, run_dir), config_keys("model"):
             metrics = _train_and_test(cfg, run_dir, tracker, processes, parts)
             tracker.log_results(metrics, run_dir)
     return metrics
@@ -75,7 +73,7 @@ class RunParts:
     model: torch.nn.Module
 
 
-def _prepare(cfg: DictConfig, processes: ProcessGroup) -> RunParts:
+def _prepare(cfg: RunConfig, processes: ProcessGroup) -> RunParts:
     """Seed, read the checkpoint, the task, the data and build the model, in the order
     (and so with the random draws) of every run."""
     seed_everything(cfg.seed)
@@ -83,7 +81,7 @@ def _prepare(cfg: DictConfig, processes: ProcessGroup) -> RunParts:
     configure_backends(hardware.deterministic, hardware.cudnn_benchmark, hardware.tf32)
     checkpoint = load_checkpoint(cfg.ckpt_path) if cfg.ckpt_path else None
     if checkpoint is not None and cfg.train:
-        check_resumable(cfg, checkpoint["config"], cfg.ckpt_path)
+        check_resumable(cfg.values, list(cfg.stages), checkpoint["config"], cfg.ckpt_path)
         clean_after_kill(cfg.ckpt_path)
     task = instantiate(cfg.task)
     data = instantiate(cfg.dataset)
@@ -99,7 +97,7 @@ def _prepare(cfg: DictConfig, processes: ProcessGroup) -> RunParts:
 
 
 def _train_and_test(
-    cfg: DictConfig, run_dir: Path, tracker: Tracker, processes: ProcessGroup, parts: RunParts
+    cfg: RunConfig, run_dir: Path, tracker: Tracker, processes: ProcessGroup, parts: RunParts
 ) -> dict[str, float]:
     hardware, device = cfg.hardware, processes.device
     checkpoint, task, data, model = parts.checkpoint, parts.task, parts.data, parts.model
@@ -125,8 +123,8 @@ def _train_and_test(
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler),
         stages=cfg.stages,
-        settings=TrainerSettings(**plain_values(cfg.trainer)),
-        checkpoints=RunCheckpoints(run_dir, model, options.scaler, cfg, data, processes),
+        settings=cfg.trainer,
+        checkpoints=RunCheckpoints(run_dir, model, options.scaler, cfg.values, data, processes),
         processes=processes,
         compiled=maybe_compile(model, hardware.compile),
         on_epoch_end=tracker.log_epoch,
@@ -150,7 +148,7 @@ def _train_and_test(
     reports.write_metrics(run_dir, metrics, trainer.state.stages)
     reports.write_history(run_dir, trainer.state.history)
     reports.plot_learning_curves(run_dir, trainer.state.history, task.score)
-    write_model_info(run_dir, cfg, data, metrics)
+    write_model_info(run_dir, cfg.values, data, metrics)
     if cfg.export:
         example = next(iter(data.eval_batches("test", limit=1)))[0].to(device)
         log.info(

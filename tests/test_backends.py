@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import qtrain
 from qtrain.errors import ArgumentError
 from qtrain.quantum import QuantumLayer
 from qtrain.quantum.backends import BACKENDS, Backend, register, summary
@@ -47,3 +48,16 @@ def test_the_refusals_and_the_help_text_list_the_registered_backends(toy):
     with pytest.raises(ArgumentError, match="noise models need backend=aer$"):
         QuantumLayer(n_qubits=2, backend="toy", noise={"depolarizing": [0.1, 0.1]})
     assert "toy (a toy for tests)" in summary()
+
+
+def test_a_registered_backend_is_chosen_from_the_config(toy):
+    from hydra.utils import execution_whitelist
+
+    from qtrain.config.build import build
+    from qtrain.config.targets import TRUSTED_TARGETS
+
+    cfg = qtrain.compose(["model=cnn_quantum", "model.quantum.n_qubits=3", "model.quantum.backend=toy"])
+    with execution_whitelist(TRUSTED_TARGETS):
+        model = build(cfg.model)
+    assert isinstance(model.head.quantum.runner, Toy)
+    assert model(torch.rand(2, 1, 16, 16)).shape == (2, 10)

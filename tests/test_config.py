@@ -14,8 +14,9 @@ from hydra.utils import execution_whitelist, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import qtrain
-from qtrain import TRUSTED_TARGETS, config_schema
-from qtrain.config_keys import check_keys
+from qtrain import TRUSTED_TARGETS
+from qtrain.config import schema as config_schema
+from qtrain.config.checks import check_keys
 from qtrain.engine.hardware import resolve_device
 from qtrain.errors import ConfigError
 from qtrain.tasks import TASKS, Task
@@ -173,7 +174,7 @@ def test_tab_completion_offers_group_options(tmp_path):
     ],
 )
 def test_a_value_of_the_wrong_type_or_choice_is_refused_by_composition_in_a_line(override, message):
-    """The schemas (qtrain.config_schema) refuse while Hydra composes, before any job starts."""
+    """The schemas (qtrain.config.schema) refuse while Hydra composes, before any job starts."""
     with pytest.raises(ConfigError) as error:
         make_config("model=cnn_quantum", override)
     assert str(error.value) == message
@@ -209,7 +210,6 @@ def test_the_schemas_choices_are_what_the_parts_accept():
     assert names(config_schema.FeatureMap) == list(circuits.FEATURE_MAPS)
     assert names(config_schema.Ansatz) == list(circuits.ANSATZE)
     assert names(config_schema.Entanglement) == list(circuits.ENTANGLEMENTS)
-    assert names(config_schema.QuantumBackend) == list(layer.BACKENDS)
     assert names(config_schema.Dtype) == list(layer.DTYPES)
     assert names(config_schema.Amp) == ["auto", *AMP_DTYPES]
     assert {mode for task in TASKS.values() for mode in task.directions.values()} == set(

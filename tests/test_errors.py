@@ -15,7 +15,7 @@ from conftest import CONF, make_config, run_cli, run_config
 from hydra.utils import execution_whitelist
 
 from qtrain import TRUSTED_TARGETS
-from qtrain.build import build, config_keys
+from qtrain.config.build import build, config_keys
 from qtrain.errors import ConfigError
 
 FAST = ["model=simple_cnn", "debug=fast", "hardware=cpu"]
@@ -145,7 +145,7 @@ def test_resume_with_other_settings_names_the_ones_to_use(tmp_path):
 
 REFUSED_TARGET = (
     "not a callable configs may name: qtrain's models, datasets, tasks, schedulers, trackers and torch.optim "
-    "optimizers (the list: qtrain/targets.py)"
+    "optimizers (the list: qtrain/config/targets.py)"
 )
 
 
@@ -154,7 +154,7 @@ REFUSED_TARGET = (
     [
         ("model._target_", "builtins.eval"),
         ("model._target_", "torch.load"),  # with weights_only=false it runs a crafted file's code
-        ("encoder._target_", "qtrain.export.torch.load"),  # the same callable through a module attribute
+        ("encoder._target_", "qtrain.predict.export.torch.load"),  # the same callable through a module attribute
         ("dataset._target_", "torchvision.io.read_file"),
     ],
 )
@@ -184,7 +184,7 @@ def test_a_hydra_callback_outside_the_allow_list_is_refused_in_one_line_before_i
 def test_every_target_in_the_configs_is_allowed_and_every_allowed_target_exists():
     from hydra.utils import get_method
 
-    from qtrain.targets import CONFIG_TARGETS
+    from qtrain.config.targets import CONFIG_TARGETS
 
     named = {
         line.split("_target_:")[1].strip()

@@ -13,7 +13,7 @@ import torch
 
 import qtrain
 from qtrain.engine.checkpoint import load_checkpoint
-from qtrain.predict import trained_model
+from qtrain.predict.label_images import trained_model
 
 OLD = Path(__file__).resolve().parent / "fixtures" / "v0.1.0"
 # What the old run learned from: a resume must be given the same (see fixtures/README.md).

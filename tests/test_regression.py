@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import make_config, run_cli, run_config
 
-from qtrain.config_checks import check_config
+from qtrain.config.checks import check_config
 from qtrain.data.signal import SignalData, generate
 from qtrain.errors import ArgumentError, ConfigError
 from qtrain.metrics import regression_metrics

@@ -10,6 +10,7 @@ from conftest import final_weights, interrupt_after, make_config, read_history, 
 from hydra.utils import execution_whitelist, instantiate
 
 from qtrain import TRUSTED_TARGETS
+from qtrain.config import describe
 from qtrain.engine.checkpoint import load_checkpoint
 from qtrain.engine.stages import plan_stages
 from qtrain.errors import ConfigError, TrainingInterrupted
@@ -109,13 +110,13 @@ def test_resume_in_the_middle_of_stage_two_ends_with_the_same_weights(tmp_path, 
 def test_a_bad_stage_is_refused_before_training(overrides, message):
     cfg = make_config("model=hybrid_ensemble", "stages=classical_quantum_ensemble", *overrides)
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        plan_stages(cfg.stages, build(cfg.model))
+        plan_stages(describe(cfg).stages, build(cfg.model))
 
 
 def test_a_single_output_model_has_no_heads_to_mask():
     cfg = make_config("model=simple_cnn", "+stages.train.active_heads=[quantum]")
     with pytest.raises(ConfigError, match="stages.train.active_heads=.*one output, no named heads"):
-        plan_stages(cfg.stages, build(cfg.model))
+        plan_stages(describe(cfg).stages, build(cfg.model))
 
 
 @pytest.mark.slow

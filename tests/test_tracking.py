@@ -19,8 +19,9 @@ from mlflow.exceptions import MlflowException
 from omegaconf import OmegaConf
 from PIL import Image
 
+from qtrain.config import describe
+from qtrain.config.resolvers import direction
 from qtrain.errors import TrainingDiverged, TrainingInterrupted
-from qtrain.objective import direction
 from qtrain.tracking.mlflow_run import MlflowTracker, config_params
 from qtrain.tracking.mlflow_store import PARENT_ROLE, SWEEP_TAG, connect, sweep_parent
 from qtrain.tracking.sync import main as sync_main
@@ -103,7 +104,7 @@ def test_config_params_are_dotted_and_cut_to_mlflows_limit():
         "dataset.batch_size=64",
         "model.quantum.observables=[" + ",".join(["ZZZZZZ"] * 1500) + "]",
     )
-    params = config_params(cfg)
+    params = config_params(describe(cfg).values)
     assert params["model.quantum.n_qubits"] == "6"
     assert params["dataset.batch_size"] == "64"
     assert len(params["model.quantum.observables"]) == 6000
@@ -345,7 +346,7 @@ def test_sync_makes_a_run_from_a_run_directory_never_tracked(tmp_path):
 
 def test_passwords_in_urls_are_redacted_in_params(tmp_path):
     cfg = make_config("tracking=mlflow", "tracking.mlflow.uri=postgresql://alice:s3cret@db.lab:5432/mlflow")
-    params = config_params(cfg, {"model": "resnet_quantum", "quantum@model.quantum": "zz_su2"})
+    params = config_params(describe(cfg).values, {"model": "resnet_quantum", "quantum@model.quantum": "zz_su2"})
     assert params["tracking.mlflow.uri"] == "postgresql://alice:***@db.lab:5432/mlflow"
     assert params["model"] == "resnet_quantum" and params["quantum"] == "zz_su2"
     assert not any("@" in key for key in params)  # MLflow refuses the whole batch of params

@@ -19,7 +19,7 @@ from sklearn.datasets import load_digits
 
 import qtrain
 from qtrain.engine.checkpoint import load_checkpoint
-from qtrain.predict import trained_model
+from qtrain.predict.label_images import trained_model
 
 SHORT = ["hardware=cpu", "trainer.progress=false", "stages.train.epochs=2", "trainer.limit_train_batches=4"]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from qtrain.engine.run_directory import holds_a_run
 from qtrain.errors import ConfigError
 from qtrain.files import atomic_write, load_tagged, remove_dead_temporaries, save_tagged
-from qtrain.run_directory import holds_a_run
 
 log = logging.getLogger("qtrain")
 

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
@@ -30,11 +30,14 @@ from qtrain.engine.interrupt import StopRequest
 from qtrain.engine.loop import EpochProgress, StepOptions, evaluate, train_epoch
 from qtrain.engine.resume import reopen_lengthened_stage, resume_stage
 from qtrain.engine.run_checkpoints import RunCheckpoints
-from qtrain.engine.settings import TrainerSettings
 from qtrain.engine.stages import HeadsOnly, Stage, StageLoss, apply_stage, plan_stages, unreached_units
 from qtrain.engine.train_state import TrainState
 from qtrain.errors import TrainingDiverged, TrainingInterrupted
 from qtrain.tracking.console import bar_text, epoch_bar, epoch_line
+
+if TYPE_CHECKING:
+    from qtrain.config.schema import Stage as StageSettings
+    from qtrain.config.schema import Trainer as TrainerSettings
 
 log = logging.getLogger("qtrain")
 STAGE_LINE = "stage %s: %d epochs, lr %.2g, %d steps per epoch, training %s"
@@ -52,7 +55,7 @@ class Trainer:
         options: StepOptions,
         optimizer,
         scheduler,
-        stages: DictConfig,
+        stages: dict[str, StageSettings],
         settings: TrainerSettings,
         checkpoints: RunCheckpoints,
         processes: ProcessGroup,
@@ -164,7 +167,7 @@ class Trainer:
     def _run_epoch(self, stage_name: str, epochs: int, optimizer, scheduler, stop: StopRequest) -> None:
         state = self.state
         progress = EpochProgress(**state.partial) if state.partial else EpochProgress()
-        epoch_key = state.stage_index * 100_000 + state.epoch  # a fresh data order per stage and epoch
+        epoch_key = state.data_order_key()
         batches = self._train_batches(epoch_key, skip=progress.batches)
         started = time.perf_counter()
         description = f"{stage_name} {state.epoch + 1}/{epochs}"

@@ -9,20 +9,19 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
-from qtrain.config_schema import plain_values
 from qtrain.engine.checkpoint import copy_checkpoint, prune_epoch_checkpoints, rng_states, save_checkpoint
 from qtrain.engine.distributed import ProcessGroup
 from qtrain.engine.train_state import TrainState
-from qtrain.model_info import data_description
+from qtrain.predict.model_info import data_description
 
 log = logging.getLogger("qtrain")
 
 
 class RunCheckpoints:
-    def __init__(self, run_dir: Path, model: nn.Module, scaler, config: DictConfig, data, processes: ProcessGroup):
+    def __init__(self, run_dir: Path, model: nn.Module, scaler, config: dict, data, processes: ProcessGroup):
+        """`config`: the run's config as plain values (RunConfig.values), kept in each checkpoint."""
         self.run_dir, self.folder = run_dir, run_dir / "checkpoints"
         self.model, self.scaler = model, scaler
         self.config, self.data, self.processes = config, data, processes
@@ -40,7 +39,7 @@ class RunCheckpoints:
                 "scaler": self.scaler.state_dict(),
                 "state": asdict(state),
                 "rng": rng_states(),
-                "config": plain_values(self.config),
+                "config": self.config,
                 "data": data_description(self.data),
             },
             path,

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from qtrain.errors import ConfigError
@@ -42,14 +41,10 @@ def heads(model: nn.Module) -> list[str]:
     return list(model.heads) if isinstance(getattr(model, "heads", None), nn.ModuleDict) else []
 
 
-def enabled_stages(stages: DictConfig) -> dict[str, DictConfig]:
-    """The stages to run, in order: a stage set to null (`stages.quantum=null`) is left out."""
-    return {name: settings for name, settings in stages.items() if settings is not None}
-
-
-def plan_stages(stages: DictConfig, model: nn.Module) -> list[Stage]:
-    """Every stage, checked against `model`: refused here, before training starts."""
-    return [_plan(name, settings, model) for name, settings in enabled_stages(stages).items()]
+def plan_stages(stages: dict, model: nn.Module) -> list[Stage]:
+    """Every stage (qtrain.config.schema.Stage settings, by name, in order), checked
+    against `model`: refused here, before training starts."""
+    return [_plan(name, settings, model) for name, settings in stages.items()]
 
 
 def _names(key: str, given, valid: list[str], what: str) -> tuple[str, ...]:
@@ -62,26 +57,26 @@ def _names(key: str, given, valid: list[str], what: str) -> tuple[str, ...]:
     return names
 
 
-def _plan(name: str, settings: DictConfig, model: nn.Module) -> Stage:
+def _plan(name: str, settings, model: nn.Module) -> Stage:
     key = f"stages.{name}"
     all_units, all_heads = list(units(model)), heads(model)
-    trainable = settings.get("trainable")
+    trainable = settings.trainable
     trainable = tuple(all_units) if trainable is None else _names(f"{key}.trainable", trainable, all_units, "module")
-    active = settings.get("active_heads")
+    active = settings.active_heads
     if active is not None and not all_heads:
         raise ConfigError(f"{key}.active_heads", list(active), "this model has one output, no named heads")
     active = tuple(all_heads) if active is None else _names(f"{key}.active_heads", active, all_heads, "head")
-    weights = _loss_weights(key, settings.get("loss_weights"), all_heads, active)
+    weights = _loss_weights(key, settings.loss_weights, all_heads, active)
     stage = Stage(
         name=name,
         epochs=settings.epochs,
         lr=settings.lr,
-        weight_decay=settings.get("weight_decay"),
-        patience=settings.get("patience"),
+        weight_decay=settings.weight_decay,
+        patience=settings.patience,
         trainable=trainable,
         active_heads=active,
         loss_weights=weights,
-        cache_features=bool(settings.get("cache_features", False)),
+        cache_features=settings.cache_features,
     )
     if len(unreached_units(stage, model)) == len(trainable):
         raise ConfigError(
@@ -101,7 +96,7 @@ def _loss_weights(key: str, given, all_heads: list[str], active: tuple[str, ...]
             raise ConfigError(f"{key}.loss_weights", dict(given), "this model has one output, no named heads")
         return {}
     weights = {"ensemble": 1.0} | {head: float(head in active) for head in all_heads}
-    for output, weight in (OmegaConf.to_container(given) if isinstance(given, DictConfig) else given or {}).items():
+    for output, weight in (given or {}).items():
         if output not in weights:
             raise ConfigError(f"{key}.loss_weights.{output}", weight, f"not an output; use {', '.join(weights)}")
         weights[output] = float(weight)

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# The data order of an epoch is drawn from a key, `stage_index * STAGE_KEY_STRIDE + epoch`:
+# a fresh order per stage and epoch, and the same after a resume as in an uninterrupted
+# run. The stride bounds a stage's epochs (keys of two stages never meet below it);
+# changing it changes the data order, and so the results, of every run.
+STAGE_KEY_STRIDE = 100_000
+
 
 @dataclass
 class TrainState:
@@ -16,6 +22,10 @@ class TrainState:
     partial: dict | None = None  # EpochProgress of an epoch interrupted midway
     history: list[dict] = field(default_factory=list)
     stages: list[dict] = field(default_factory=list)  # finished stages
+
+    def data_order_key(self) -> int:
+        """The key the current epoch's training batches are shuffled with."""
+        return self.stage_index * STAGE_KEY_STRIDE + self.epoch
 
     def start_stage(self, index: int) -> None:
         self.stage_index, self.epoch, self.bad_epochs = index, 0, 0

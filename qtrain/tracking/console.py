@@ -18,6 +18,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.tree import Tree
 
+from qtrain.config.schema import plain_values
 from qtrain.tracking.redact import redact
 
 log = logging.getLogger("qtrain")
@@ -26,28 +27,28 @@ console = Console(stderr=True)
 GROUP_ORDER = ("dataset", "model", "optimizer", "scheduler", "stages", "trainer", "hardware")
 
 
-def print_config_tree(cfg: DictConfig) -> None:
-    """The resolved config, one branch per group, groups of the experiment first."""
+def print_config_tree(config: dict) -> None:
+    """The config's plain values, one branch per group, groups of the experiment first."""
     tree = Tree("[bold]config[/bold]")
-    keys = [k for k in GROUP_ORDER if k in cfg] + [k for k in cfg if k not in GROUP_ORDER]
+    keys = [k for k in GROUP_ORDER if k in config] + [k for k in config if k not in GROUP_ORDER]
     for key in keys:
-        value = cfg[key]
-        if isinstance(value, DictConfig):
+        value = config[key]
+        if isinstance(value, dict):
             branch = tree.add(f"[bold cyan]{key}[/bold cyan]")
-            text = redact(OmegaConf.to_yaml(value, resolve=True).rstrip())
+            text = redact(OmegaConf.to_yaml(value).rstrip())
             branch.add(Syntax(text, "yaml", theme="ansi_dark"))
         else:
             tree.add(f"[bold cyan]{key}[/bold cyan]: {redact(str(value))}")
     console.print(tree)
 
 
-def announce(cfg: DictConfig) -> None:
+def announce(config: dict) -> None:
     """A run prints its config tree; a multirun's job, one line (the launcher printed the tree)."""
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         hydra_cfg = HydraConfig.get()
         log.info("job %s: %s", hydra_cfg.job.num, redact(" ".join(hydra_cfg.overrides.task)) or "(no overrides)")
     else:
-        print_config_tree(cfg)
+        print_config_tree(config)
 
 
 class ConfigTreeCallback(Callback):
@@ -55,7 +56,7 @@ class ConfigTreeCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         job_config = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
-        print_config_tree(job_config)
+        print_config_tree(plain_values(job_config))
 
 
 @contextlib.contextmanager

@@ -27,11 +27,9 @@ from mlflow.utils.validation import (
     MAX_PARAM_VAL_LENGTH,
     MAX_PARAMS_TAGS_PER_BATCH,
 )
-from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
-from qtrain.config_checks import flatten
-from qtrain.config_schema import plain_values
+from qtrain.config.schema import flatten
 from qtrain.tracking import sweep_job
 from qtrain.tracking.mlflow_store import RUN_DIR_TAG, SWEEP_TAG, SWEPT_TAG, connect, sweep_id, sweep_parent, ui_hint
 from qtrain.tracking.redact import redact
@@ -43,11 +41,11 @@ RUN_DIR_FILES = ("metrics.json", "history.csv", "report.txt", "model_info.json",
 HYDRA_DIR = ".hydra"  # the composed config: uploaded with passwords redacted
 
 
-def config_params(cfg: DictConfig, choices: dict | None = None) -> dict[str, str]:
+def config_params(config: dict, choices: dict | None = None) -> dict[str, str]:
     """The resolved config as dotted keys and the config groups' choices (model=simple_cnn;
     a group mounted elsewhere by its name, `quantum` for `quantum@model.quantum`: MLflow
     refuses `@` in a key), passwords redacted, cut to MLflow's key and value limits."""
-    flat = flatten(plain_values(cfg))
+    flat = flatten(config)
     picked = {group.split("@")[0]: value for group, value in (choices or {}).items() if value is not None}
     flat |= {group: value for group, value in picked.items() if "/" not in group}
     return {key[:MAX_ENTITY_KEY_LENGTH]: redact(str(value))[:MAX_PARAM_VAL_LENGTH] for key, value in flat.items()}
@@ -95,19 +93,19 @@ class MlflowTracker(Tracker):
             self.enabled, self.failed = False, True
             return None
 
-    def begin(self, cfg: DictConfig, run_dir: Path) -> None:
+    def begin(self, config: dict, run_dir: Path) -> None:
         self.run_dir = run_dir
         connected = self._guard("connecting", connect, self.uri, self.experiment, *self.http)
         if connected is None:
             return
         self.client, self.experiment_id = connected
-        tags, name = self._tags_and_name(cfg, run_dir)
+        tags, name = self._tags_and_name(config, run_dir)
         run = self._guard("creating the run", self.client.create_run, self.experiment_id, tags=tags, run_name=name)
         if run is None:
             return
         self.run_id = run.info.run_id
         choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
-        params = [Param(k, v) for k, v in config_params(cfg, choices).items()]
+        params = [Param(k, v) for k, v in config_params(config, choices).items()]
         for start in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):
             batch = params[start : start + MAX_PARAMS_TAGS_PER_BATCH]
             self._guard("logging params", self.client.log_batch, self.run_id, params=batch)
@@ -137,15 +135,15 @@ class MlflowTracker(Tracker):
         # Every history row has train/loss; system metrics count their own steps.
         return max((m.step for m in self.client.get_metric_history(self.run_id, "train/loss")), default=-1)
 
-    def _tags_and_name(self, cfg: DictConfig, run_dir: Path) -> tuple[dict[str, str], str]:
+    def _tags_and_name(self, config: dict, run_dir: Path) -> tuple[dict[str, str], str]:
         tags = {RUN_DIR_TAG: str(run_dir.resolve())}
-        backend = OmegaConf.select(cfg, "model.quantum.backend")
+        backend = flatten(config).get("model.quantum.backend")
         if backend is not None:
             tags["quantum.backend"] = backend
         # An evaluation from a checkpoint has no model choice: its config comes from the file.
         choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
-        model = choices.get("model") or cfg.model._target_.rsplit(".", 1)[-1]
-        name = f"{model}-{cfg.dataset.name}-{uuid.uuid4().hex[:6]}"
+        model = choices.get("model") or config["model"]["_target_"].rsplit(".", 1)[-1]
+        name = f"{model}-{config['dataset']['name']}-{uuid.uuid4().hex[:6]}"
         if HydraConfig.initialized():
             hydra_cfg = HydraConfig.get()
             overrides = list(hydra_cfg.overrides.task)

@@ -19,6 +19,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 import qtrain  # noqa: F401 -- registers the resolvers the saved config uses
+from qtrain.config.schema import plain_values
 from qtrain.tracking.mlflow_run import MlflowTracker
 from qtrain.tracking.redact import redact
 
@@ -27,12 +28,12 @@ log = logging.getLogger("qtrain")
 
 def sync(run_dir: Path, uri: str | None = None) -> str | None:
     """Send `run_dir` to MLflow; the run's id, or None if the store cannot be reached."""
-    config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    settings = OmegaConf.select(config, "tracking.mlflow") or {}
+    config = plain_values(OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
+    settings = config.get("tracking", {}).get("mlflow") or {}
     uri = uri or settings.get("uri")
     if not uri:
         raise SystemExit(f"{run_dir}: its config has no tracking.mlflow.uri; give one with --uri")
-    experiment = settings.get("experiment") or f"qtrain-{config.dataset.name}"
+    experiment = settings.get("experiment") or f"qtrain-{config['dataset']['name']}"
     tracker = MlflowTracker(uri=uri, experiment=experiment, system_metrics=False)
     sent_until = tracker.attach(run_dir)
     if tracker.run_id is None:

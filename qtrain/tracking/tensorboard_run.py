@@ -8,13 +8,12 @@ import numbers
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
-from qtrain.config_checks import flatten
-from qtrain.config_schema import plain_values
+from qtrain.config.schema import flatten
 from qtrain.tracking.redact import redact
 from qtrain.tracking.tracker import Tracker, numbers_of
 
@@ -25,10 +24,10 @@ class TensorBoardTracker(Tracker):
         self.writer: SummaryWriter | None = None
         self.hparams: dict = {}
 
-    def begin(self, cfg: DictConfig, run_dir: Path) -> None:
+    def begin(self, config: dict, run_dir: Path) -> None:
         self.writer = SummaryWriter(str(run_dir / self.log_dir))
-        self.hparams = hparam_values(cfg)
-        self.writer.add_text("config", "```\n" + redact(OmegaConf.to_yaml(cfg, resolve=True)) + "\n```")
+        self.hparams = hparam_values(config)
+        self.writer.add_text("config", "```\n" + redact(OmegaConf.to_yaml(config)) + "\n```")
 
     def log_epoch(self, row: dict) -> None:
         for name, value in numbers_of(row).items():
@@ -54,9 +53,9 @@ class TensorBoardTracker(Tracker):
             self.writer.close()
 
 
-def hparam_values(cfg: DictConfig) -> dict[str, float | int | str | bool]:
-    """The resolved config as dotted keys; TensorBoard takes numbers, text and booleans."""
-    flat = flatten(plain_values(cfg))
+def hparam_values(config: dict) -> dict[str, float | int | str | bool]:
+    """The config's plain values as dotted keys; TensorBoard takes numbers, text and booleans."""
+    flat = flatten(config)
     return {
         key: redact(value) if isinstance(value, str) else value if isinstance(value, numbers.Real) else str(value)
         for key, value in flat.items()

@@ -10,17 +10,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
 
 from qtrain.errors import TrainingInterrupted
 
 
 class Tracker:
     @contextlib.contextmanager
-    def track(self, cfg: DictConfig, run_dir: Path) -> Iterator[Tracker]:
+    def track(self, config: dict, run_dir: Path) -> Iterator[Tracker]:
         """Open a tracked run around the block; it ends FINISHED, or FAILED if the block
-        raises, or KILLED if it was interrupted (Ctrl-C, SIGTERM)."""
-        self.begin(cfg, run_dir)
+        raises, or KILLED if it was interrupted (Ctrl-C, SIGTERM). `config`: the run's
+        config as plain values (qtrain.config.RunConfig.values)."""
+        self.begin(config, run_dir)
         try:
             yield self
         except (TrainingInterrupted, KeyboardInterrupt):
@@ -31,7 +31,7 @@ class Tracker:
             raise
         self.end("FINISHED")
 
-    def begin(self, cfg: DictConfig, run_dir: Path) -> None:
+    def begin(self, config: dict, run_dir: Path) -> None:
         """Create the run, with the config as params and the run's tags."""
 
     def log_epoch(self, row: dict) -> None:
@@ -55,8 +55,8 @@ class Trackers(Tracker):
         for tracker in self.trackers:
             getattr(tracker, method)(*args)
 
-    def begin(self, cfg, run_dir):
-        self._each("begin", cfg, run_dir)
+    def begin(self, config, run_dir):
+        self._each("begin", config, run_dir)
 
     def log_epoch(self, row):
         self._each("log_epoch", row)

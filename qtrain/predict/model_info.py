@@ -7,9 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from omegaconf import DictConfig
-
-from qtrain.config_schema import plain_values
 from qtrain.files import atomic_write
 
 
@@ -18,11 +15,12 @@ def data_description(data) -> dict:
     return {"class_names": list(data.class_names), "input": data.input_info()}
 
 
-def write_model_info(run_dir: Path, cfg: DictConfig, data, metrics: dict) -> Path:
+def write_model_info(run_dir: Path, config: dict, data, metrics: dict) -> Path:
+    """`config`: the run's config as plain values (RunConfig.values)."""
     info = {
         **data_description(data),
-        "task": cfg.task._target_,
-        "model": plain_values(cfg.model),
+        "task": config["task"]["_target_"],
+        "model": config["model"],
         "checkpoint": "checkpoints/best.pt",
         "test_metrics": {name: value for name, value in metrics.items() if name.startswith("test/")},
     }

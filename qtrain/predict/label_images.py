@@ -23,8 +23,9 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
-from qtrain import CONFIG_DIR, TRUSTED_TARGETS
-from qtrain.build import build, config_keys
+from qtrain.config import CONFIG_DIR, TRUSTED_TARGETS
+from qtrain.config.build import build, config_keys
+from qtrain.config.run_config import stage_settings
 from qtrain.data.image_files import image_transform
 from qtrain.engine.checkpoint import load_checkpoint
 from qtrain.engine.hardware import resolve_device
@@ -42,7 +43,7 @@ def trained_model(checkpoint: dict, device: torch.device) -> nn.Module:
     with execution_whitelist(TRUSTED_TARGETS):
         model = build(config.model)
     model.load_state_dict(checkpoint["model"])
-    apply_stage(model, plan_stages(config.stages, model)[-1])
+    apply_stage(model, plan_stages(stage_settings(config.stages), model)[-1])
     return model.to(device).eval()
 
 
@@ -119,5 +120,5 @@ def main(cfg: DictConfig) -> None:
         sys.exit(1)
 
 
-if __name__ == "__main__":
+def cli() -> None:
     main()

@@ -5,6 +5,7 @@ refuses such a folder before Hydra writes anything to it."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ def check_fresh(key: str, folder: str) -> None:
 
 class RunDirectoryCallback(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if os.environ.get("RANK", "0") != "0":
+            return  # under torchrun, rank 0 checks the folder every rank shares, and alone writes to it
         try:
             check_fresh("hydra.run.dir", config.hydra.run.dir)
         except ConfigError as error:

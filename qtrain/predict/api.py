@@ -13,26 +13,10 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from qtrain.checkpoint_config import NAME as CHECKPOINT_CONFIG
-from qtrain.checkpoint_config import evaluation_config
-from qtrain.config_schema import schema_errors_in_a_line
-
-
-def compose(overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
-    """The config `python -m qtrain <overrides>` would run (for `train=false ckpt_path=...`,
-    the checkpoint's experiment, as on the command line)."""
-    from qtrain import CONFIG_DIR
-
-    overrides = list(overrides)
-    folder = evaluation_config(overrides)
-    config_dir, name = (str(folder), CHECKPOINT_CONFIG) if folder else (CONFIG_DIR, "config")
-    with initialize_config_dir(config_dir=config_dir), schema_errors_in_a_line():
-        return hydra_compose(name, overrides=overrides, return_hydra_config=return_hydra_config)
+from qtrain.config import compose
 
 
 def train(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> dict[str, float]:

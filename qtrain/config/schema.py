@@ -4,13 +4,15 @@ stage and the quantum spec. They are registered in Hydra's ConfigStore as
 so composition refuses an unknown key, a value of the wrong type or a choice not in
 the list, on the command line, in a preset or in a sweep, before any job starts.
 `schema_error` says a command-line value's refusal in qtrain's one line; a YAML file's
-keeps Hydra's message, which names the file (Hydra keeps no structured cause for it). Ranges and rules across
-groups stay in qtrain.config_checks; the defaults stay in the YAML files, the one
-place a user reads them.
+keeps Hydra's message, which names the file (Hydra keeps no structured cause for it).
+Ranges and rules across groups are qtrain.config.checks'; the defaults stay in the YAML
+files, the one place a user reads them. The run reads these dataclasses themselves
+(qtrain.config.describe), not the raw config.
 
-The choices are the names qtrain's parts accept; tests/test_config.py checks that
-they match the parts' own tables (importing those here would load torch and qiskit
-before `--help`)."""
+The choices are the names qtrain's parts accept; tests/config/test_schema.py checks
+that they match the parts' own tables (importing those here would load torch and
+qiskit before `--help`). The quantum backends are a registry
+(qtrain.quantum.backends): a string here, refused by the layer with the registered names."""
 
 from __future__ import annotations
 
@@ -52,7 +54,6 @@ MonitorMode = _choices("MonitorMode", "max min")
 FeatureMap = _choices("FeatureMap", "zz z angle_ry angle_rx")
 Ansatz = _choices("Ansatz", "real_amplitudes efficient_su2")
 Entanglement = _choices("Entanglement", "linear circular full")
-QuantumBackend = _choices("QuantumBackend", "torch qiskit aer")
 Dtype = _choices("Dtype", "float32 float64")
 
 
@@ -62,7 +63,7 @@ Number = Union[int, float]
 
 @dataclass
 class Trainer:
-    monitor: str = MISSING
+    monitor: str = MISSING  # the metric that picks best.pt and drives early stopping
     monitor_mode: MonitorMode = MISSING
     grad_clip_norm: Optional[Number] = MISSING
     accumulate_batches: int = MISSING
@@ -72,6 +73,10 @@ class Trainer:
     overfit_batches: Optional[int] = MISSING
     limit_eval_batches: Optional[int] = MISSING
     progress: bool = MISSING
+
+    def epochs(self, planned: int) -> int:
+        """A stage's epochs: as planned, capped by limit_epochs."""
+        return planned if self.limit_epochs is None else min(planned, self.limit_epochs)
 
 
 @dataclass
@@ -114,7 +119,7 @@ class Quantum:
     entanglement: Entanglement = MISSING
     reupload: int = MISSING
     observables: Any = MISSING  # z, zz, or a list of Pauli strings
-    backend: QuantumBackend = MISSING
+    backend: str = MISSING  # a name registered in qtrain.quantum.backends
     shots: Optional[int] = MISSING
     noise: Optional[dict[str, Any]] = MISSING
     dtype: Dtype = MISSING
@@ -187,6 +192,17 @@ def plain_values(node: DictConfig) -> dict:
     TensorBoard keep it: interpolations resolved, each schema choice as its name (a
     Choice member in a checkpoint would not load with weights_only)."""
     return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, object]:
+    """Nested dicts as one level of dotted keys: {"a": {"b": 1}} -> {"a.b": 1}."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def schema_keys(schema: type) -> tuple[str, ...]:

@@ -1,0 +1,67 @@
+"""`train=false ckpt_path=<run>/checkpoints/best.pt`: evaluate the experiment the checkpoint
+stores, whatever the defaults say.
+
+A checkpoint keeps its run's resolved config. An evaluation is composed from a primary
+config held in Hydra's ConfigStore: conf/config.yaml with the groups of the experiment
+left out, then the checkpoint's values. The command line still wins: a key
+(`dataset.root=/data`, `model.quantum.backend=aer`) replaces that value, a group
+(`dataset=fashion_mnist`) replaces that whole part. How and where it runs (hardware,
+tracking, trainer settings, test, export) comes from the command line and the defaults,
+as for any run. On the command line, EvaluationCallback swaps the config in before the
+run starts (so `.hydra/config.yaml` records what ran); `qtrain.compose` does the same.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra import compose
+from hydra.core.config_store import ConfigStore
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, open_dict, read_write
+
+# The groups that make up what a model learned, each at the top-level key of its name.
+EXPERIMENT_GROUPS = ("task", "dataset", "encoder", "model", "optimizer", "scheduler", "stages")
+# Keys of a run's config that belong to the invocation, not to the experiment (a resume may
+# change fewer: qtrain.engine.resume.PER_INVOCATION).
+PER_INVOCATION = ("hardware", "tracking", "trainer", "train", "test", "ckpt_path", "init_from", "export", "debug")
+NAME = "qtrain_checkpoint"
+
+
+def store_checkpoint_config(cfg: DictConfig, overrides: list[str]) -> bool:
+    """For `train=false ckpt_path=<readable checkpoint>`, store the primary config NAME
+    to compose with `overrides` (the command line's) and say so; False for any other run
+    (an unreadable checkpoint is refused later, by the run, with its one line)."""
+    if cfg.train or not cfg.ckpt_path:
+        return False
+    from qtrain.engine.checkpoint import FORMAT  # torch loads only for an evaluation (fast --help)
+    from qtrain.files import load_tagged
+
+    try:
+        saved = load_tagged(Path(cfg.ckpt_path).expanduser(), FORMAT, "checkpoint")["config"]
+    except (OSError, ValueError, KeyError):
+        return False
+    given = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
+    switched = [group for group in EXPERIMENT_GROUPS if group in given]
+    values = {key: value for key, value in saved.items() if key not in (*PER_INVOCATION, *switched)}
+    # The task decides what is monitored; the rest of `trainer` is this invocation's.
+    values["trainer"] = {"monitor": saved["trainer"]["monitor"]}
+    left_out = [{f"override {group}": None} for group in EXPERIMENT_GROUPS if group not in switched]
+    node = {"defaults": ["config", *left_out, "_self_"], **values}
+    ConfigStore.instance().store(name=NAME, node=node, replace=True)  # one per checkpoint evaluated
+    return True
+
+
+class EvaluationCallback(Callback):
+    """On the command line: the checkpoint's experiment replaces the composed one before
+    the run (and its record in `.hydra/`) starts."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        overrides = list(config.hydra.overrides.task)
+        if store_checkpoint_config(config, overrides):
+            evaluated = compose(NAME, overrides=overrides)
+            with read_write(config), open_dict(config):
+                for key in [key for key in config if key != "hydra"]:
+                    del config[key]
+                config.merge_with(evaluated)
