@@ -33,7 +33,7 @@ test-all: $(INSTALLED)  ## every tier
 	$(PY) -m pytest -n auto --dist worksteal $(ARGS)
 
 screenshots: $(INSTALLED)  ## retake the README's MLflow pictures (docs/images/) with the browser test
-	QTRAIN_SCREENSHOTS=docs/images $(PY) -m pytest -m e2e tests/test_e2e_mlflow_ui.py $(ARGS)
+	QTRAIN_SCREENSHOTS=docs/images $(PY) -m pytest -m e2e tests/tracking/test_e2e_mlflow_ui.py $(ARGS)
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check qtrain tests benchmarks

@@ -53,16 +53,18 @@ def report_schema_errors_in_a_line() -> None:
 
     The one private use of Hydra in qtrain: Hydra has no public hook for an error of
     composition (callbacks run only once a config has composed, and hydra.main prints
-    the error itself), so its reporter, `run_and_report`, is wrapped. This waits on a
-    public error-reporting hook in Hydra (hydra-core is pinned in pyproject.toml;
-    tests/faults/test_refusals.py runs these refusals end to end)."""
+    the error itself), so its reporter, `run_and_report`, is wrapped, and the overrides
+    are read with Hydra's own parser of the command line. This waits on a public
+    error-reporting hook in Hydra (hydra-core is pinned in pyproject.toml;
+    tests/run/test_faults.py runs these refusals end to end)."""
     import hydra._internal.utils as hydra_utils  # the exception named above
 
     report = hydra_utils.run_and_report
 
     def run_and_report(func):
         def composed():
-            with schema_errors_in_a_line():
+            overrides = hydra_utils.get_args_parser().parse_known_args()[0].overrides
+            with schema_errors_in_a_line(overrides):
                 return func()
 
         return report(composed)

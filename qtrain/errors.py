@@ -32,7 +32,7 @@ class ConfigError(CompactHydraException, ValueError):
 class ArgumentError(ValueError):
     """A bad argument to one of qtrain's parts (`QuantumLayer(backend="gpu")`), named as
     the caller wrote it: `backend=gpu: use one of torch, qiskit, aer`. The parts know
-    nothing of configs; the app says it in config keys (qtrain.config.build)."""
+    nothing of configs; the app says it in config keys (qtrain.models.build)."""
 
     def __init__(self, argument: str, value: object, accepted: str):
         super().__init__(f"{argument}={value}: {accepted}")

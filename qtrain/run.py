@@ -12,7 +12,6 @@ from omegaconf import DictConfig
 
 from qtrain import reports
 from qtrain.config import TRUSTED_TARGETS, RunConfig, describe
-from qtrain.config.build import build, config_keys
 from qtrain.engine.best import best_values
 from qtrain.engine.checkpoint import clean_after_kill, load_checkpoint, load_weights
 from qtrain.engine.distributed import ProcessGroup, process_group
@@ -32,6 +31,7 @@ from qtrain.engine.loop import StepOptions
 from qtrain.engine.resume import check_resumable
 from qtrain.engine.run_checkpoints import RunCheckpoints
 from qtrain.errors import TrainingInterrupted
+from qtrain.models.build import build, config_keys
 from qtrain.predict.export import export_model
 from qtrain.predict.model_info import write_model_info
 from qtrain.tasks import Task
@@ -49,7 +49,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
 
 def _run(cfg: RunConfig, run_dir: Path) -> dict[str, float]:
     with process_group(cfg.hardware) as processes:
-        run_dir = processes.broadcast(run_dir)  # under torchrun, every rank uses rank 0's directory
+        own, run_dir = run_dir, processes.broadcast(run_dir)  # under torchrun, every rank uses rank 0's
+        if own != run_dir and not any(own.iterdir()):
+            own.rmdir()  # the empty folder Hydra made for another rank
         # Everything that can be refused without training is, before the config tree is
         # printed and before a tracker opens a run: the checkpoint, the data, the model.
         parts = _prepare(cfg, processes)
@@ -58,7 +60,7 @@ def _run(cfg: RunConfig, run_dir: Path) -> dict[str, float]:
             announce(cfg.values)
         else:
             log.setLevel(logging.WARNING)  # rank 0 reports progress; the others only what goes wrong
-        tracker = Trackers([instantiate(t) for t in cfg.tracking]) if processes.is_main else Tracker()
+        tracker = Trackers([instantiate(t) for t in cfg.tracking.values()]) if processes.is_main else Tracker()
         with tracker.track(cfg.values, run_dir), config_keys("model"):
             metrics = _train_and_test(cfg, run_dir, tracker, processes, parts)
             tracker.log_results(metrics, run_dir)

@@ -14,8 +14,18 @@ from typing import ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import (
+    classification_report,
+    confusion_matrix,
+    f1_score,
+    mean_absolute_error,
+    mean_squared_error,
+    precision_score,
+    r2_score,
+    recall_score,
+)
 
-from qtrain import metrics, reports
+from qtrain import reports
 from qtrain.errors import ConfigError
 
 
@@ -61,7 +71,7 @@ class Classification(Task):
     directions: ClassVar = {
         "acc": "max",
         "loss": "min",
-        "f1_macro": "max",  # the test report's (qtrain.metrics.classification_metrics)
+        "f1_macro": "max",  # the test report's (classification_metrics)
         "precision_macro": "max",
         "recall_macro": "max",
     }
@@ -85,10 +95,10 @@ class Classification(Task):
         return {f"{prefix}/acc": (predicted == target).float().mean().item()}
 
     def report(self, predicted, target, data, run_dir, scores):
-        extra = metrics.classification_metrics(predicted, target, "test")
-        per_class = metrics.per_class_report(predicted, target, data.class_names)
+        extra = classification_metrics(predicted, target, "test")
+        per_class = per_class_report(predicted, target, data.class_names)
         reports.write_report(run_dir, scores | extra, "per class (test split)\n" + per_class)
-        matrix = metrics.confusion(predicted, target, len(data.class_names))
+        matrix = confusion(predicted, target, len(data.class_names))
         reports.plot_confusion(run_dir, matrix, data.class_names)
         return extra
 
@@ -136,7 +146,7 @@ class Regression(Task):
         return output.float()
 
     def metrics(self, predicted, target, prefix):
-        return metrics.regression_metrics(predicted.numpy(), target.numpy(), prefix)
+        return regression_metrics(predicted.numpy(), target.numpy(), prefix)
 
     def report(self, predicted, target, data, run_dir, scores):
         reports.write_report(run_dir, scores, "")
@@ -153,3 +163,61 @@ def task_class(target: str) -> type[Task]:
     if target not in TASKS:
         raise ConfigError("task._target_", target, f"use one of {', '.join(TASKS)}")
     return TASKS[target]
+
+
+def direction(task_target: str, metric: str) -> str:
+    """`maximize` or `minimize` a metric as a sweep objective (`${direction:...}`)."""
+    task = task_class(task_target)
+    mode = task.mode(metric)
+    if mode is None:
+        reported = sorted({f"test/{name}" for name in task.directions} | {f"val/{name}_best" for name in task.best})
+        raise ConfigError("objective", metric, f"not a metric of this run; its task reports {', '.join(reported)}")
+    return "maximize" if mode == "max" else "minimize"
+
+
+def monitor_mode(task_target: str, metric: str) -> str:
+    """`max` or `min` for the metric the trainer monitors (`${monitor_mode:...}`)."""
+    task = task_class(task_target)
+    if metric not in task.monitors():
+        raise ConfigError("trainer.monitor", metric, f"use one of {', '.join(task.monitors())}")
+    return task.mode(metric)
+
+
+# Metrics from predictions and targets, with scikit-learn.
+
+
+def classification_metrics(predicted: np.ndarray, target: np.ndarray, prefix: str) -> dict[str, float]:
+    """Macro-averaged F1, precision and recall as `<prefix>/f1_macro` etc."""
+    kwargs = {"y_true": target, "y_pred": predicted, "average": "macro", "zero_division": 0}
+    return {
+        f"{prefix}/f1_macro": float(f1_score(**kwargs)),
+        f"{prefix}/precision_macro": float(precision_score(**kwargs)),
+        f"{prefix}/recall_macro": float(recall_score(**kwargs)),
+    }
+
+
+def per_class_report(predicted: np.ndarray, target: np.ndarray, class_names: list[str]) -> str:
+    labels = list(range(len(class_names)))
+    return classification_report(target, predicted, labels=labels, target_names=class_names, digits=4, zero_division=0)
+
+
+def confusion(predicted: np.ndarray, target: np.ndarray, num_classes: int) -> np.ndarray:
+    return confusion_matrix(target, predicted, labels=list(range(num_classes)))
+
+
+def regression_metrics(predicted: np.ndarray, target: np.ndarray, prefix: str) -> dict[str, float]:
+    """Over every value (all samples and time steps): `<prefix>/mse`, `rmse`, `mae`,
+    `corr` (Pearson), `r2` (1 - residual / total sum of squares) and `snr_db`
+    (10 log10 of target power over error power)."""
+    p, t = predicted.astype(np.float64).ravel(), target.astype(np.float64).ravel()
+    mse = float(mean_squared_error(t, p))
+    error_power = float(np.sum((t - p) ** 2))
+    constant = np.std(p) == 0 or np.std(t) == 0  # Pearson's r is undefined
+    return {
+        f"{prefix}/mse": mse,
+        f"{prefix}/rmse": float(np.sqrt(mse)),
+        f"{prefix}/mae": float(mean_absolute_error(t, p)),
+        f"{prefix}/corr": 0.0 if constant else float(np.corrcoef(p, t)[0, 1]),
+        f"{prefix}/r2": float(r2_score(t, p)),
+        f"{prefix}/snr_db": float(10 * np.log10(np.sum(t**2) / error_power)) if error_power > 0 else float("inf"),
+    }

@@ -1,4 +1,7 @@
-"""Shared helpers: compose configs with Hydra's compose API, run in a temporary folder."""
+"""Shared helpers, as fixtures: compose configs with Hydra's compose API, run in a
+temporary folder, write small datasets. Each fixture returns its helper function
+(`def test_x(run_cli): run_cli("model=simple_cnn", cwd=tmp_path)`); modules that need
+the config folder at collection read it from `qtrain.CONFIG_DIR`."""
 
 from __future__ import annotations
 
@@ -20,8 +23,8 @@ import qtrain
 from qtrain.engine import loop
 from qtrain.engine.checkpoint import load_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+CONF = Path(qtrain.CONFIG_DIR)
+ROOT = CONF.parent
 
 
 def _share_the_cores() -> None:
@@ -37,7 +40,7 @@ def _share_the_cores() -> None:
 _share_the_cores()
 
 
-def untracked(overrides: tuple[str, ...]) -> list[str]:
+def _untracked(overrides: tuple[str, ...]) -> list[str]:
     """Runs are untracked unless a test asks for tracking (MLflow's first use of a
     database costs seconds; tests/test_tracking.py covers it)."""
     asked = any(o.lstrip("+~").startswith("tracking") for o in overrides)
@@ -51,25 +54,25 @@ def _no_tracking_in_the_repo(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
 
 
-def options(group: str) -> list[str]:
+def _options(group: str) -> list[str]:
     """The options of a config group, as `python -m qtrain --help` lists them."""
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-def make_config(*overrides: str) -> DictConfig:
+def _make_config(*overrides: str) -> DictConfig:
     """The config `python -m qtrain <overrides>` runs (qtrain.compose), untracked."""
-    return qtrain.compose(untracked(overrides))
+    return qtrain.compose(_untracked(overrides))
 
 
-def run_config(run_dir: Path, *overrides: str) -> dict:
+def _run_config(run_dir: Path, *overrides: str) -> dict:
     from qtrain.run import run
 
-    return run(make_config(*overrides), run_dir)
+    return run(_make_config(*overrides), run_dir)
 
 
-def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+def _run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "qtrain", *untracked(args)],
+        [sys.executable, "-m", "qtrain", *_untracked(args)],
         cwd=cwd,
         env={**os.environ, **(env or {})},
         check=False,
@@ -79,7 +82,7 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 240
     )
 
 
-def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
+def _write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
     """An IDX file as MNIST ships it: magic (0, 0, 0x08, ndim), big-endian dims, bytes."""
     header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, dtype=">u4").tobytes()
     data = header + array.astype(np.uint8).tobytes()
@@ -89,7 +92,7 @@ def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
     path.write_bytes(data)
 
 
-def write_mnist_folder(folder: Path, n_train: int = 200, n_test: int = 50, compress: bool = True, seed: int = 0):
+def _write_mnist_folder(folder: Path, n_train: int = 200, n_test: int = 50, compress: bool = True, seed: int = 0):
     """Four IDX files of random 28x28 images whose label is readable from the image
     (a bright row at the label's height), so a model can learn them."""
     rng = np.random.default_rng(seed)
@@ -99,13 +102,13 @@ def write_mnist_folder(folder: Path, n_train: int = 200, n_test: int = 50, compr
         labels = np.arange(n) % 10
         images = rng.integers(0, 60, size=(n, 28, 28))
         images[np.arange(n), 2 + 2 * labels, :] = 255
-        write_idx(folder / f"{split}-images-idx3-ubyte", images, compress)
-        write_idx(folder / f"{split}-labels-idx1-ubyte", labels, compress)
+        _write_idx(folder / f"{split}-images-idx3-ubyte", images, compress)
+        _write_idx(folder / f"{split}-labels-idx1-ubyte", labels, compress)
         arrays[split] = (images, labels)
     return arrays
 
 
-def write_image_folder(root: Path, classes=("a", "b", "c"), per_class=10) -> None:
+def _write_image_folder(root: Path, classes=("a", "b", "c"), per_class=10) -> None:
     """Class folders of random 12x12 PNGs."""
     rng = np.random.default_rng(0)
     for name in classes:
@@ -121,11 +124,11 @@ def fast() -> list[str]:
     return ["debug=fast", "hardware=cpu"]
 
 
-def final_weights(run_dir):
+def _final_weights(run_dir):
     return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
 
 
-def interrupt_after(monkeypatch, steps: int) -> None:
+def _interrupt_after(monkeypatch, steps: int) -> None:
     """Send this process a real SIGTERM after `steps` optimizer steps."""
     count = {"n": 0}
     original = loop.optimizer_step
@@ -139,6 +142,85 @@ def interrupt_after(monkeypatch, steps: int) -> None:
     monkeypatch.setattr(loop, "optimizer_step", step_then_signal)
 
 
-def read_history(run_dir):
+def _read_history(run_dir):
     with open(run_dir / "history.csv") as f:
         return list(csv.DictReader(f))
+
+
+# The helpers, as fixtures.
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    """The repository's root."""
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def conf() -> Path:
+    """The config groups' folder."""
+    return CONF
+
+
+@pytest.fixture(scope="session")
+def options():
+    return _options
+
+
+@pytest.fixture(scope="session")
+def untracked():
+    return _untracked
+
+
+@pytest.fixture(scope="session")
+def make_config():
+    return _make_config
+
+
+@pytest.fixture(scope="session")
+def run_config():
+    return _run_config
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    return _run_cli
+
+
+@pytest.fixture(scope="session")
+def write_mnist_folder():
+    return _write_mnist_folder
+
+
+@pytest.fixture(scope="session")
+def write_image_folder():
+    return _write_image_folder
+
+
+def _image_folder_data(root, **kwargs):
+    """ImageFolderData over `root` (a write_image_folder), 3 classes of 16x16 images."""
+    from qtrain.data.image_folder import ImageFolderData
+
+    options = {"name": "image_folder", "num_classes": 3, "in_channels": 3, "image_size": 16, "batch_size": 4}
+    return ImageFolderData(**{**options, "root": str(root), **kwargs})
+
+
+@pytest.fixture(scope="session")
+def image_folder_data():
+    return _image_folder_data
+
+
+@pytest.fixture(scope="session")
+def final_weights():
+    return _final_weights
+
+
+@pytest.fixture
+def interrupt_after(monkeypatch):
+    """`interrupt_after(steps)`: a real SIGTERM to this process after `steps` optimizer steps."""
+    return lambda steps: _interrupt_after(monkeypatch, steps)
+
+
+@pytest.fixture(scope="session")
+def read_history():
+    return _read_history

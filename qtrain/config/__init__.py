@@ -1,18 +1,7 @@
-"""The one boundary between the YAML groups under conf/ and the code.
-
-A composed DictConfig goes in (`compose`, or Hydra's command line), a checked, typed
-run description comes out (`describe` -> RunConfig). What is in here:
-
-- schema.py: the typed groups (trainer, hardware, a stage, the quantum spec);
-- checks.py: what the schemas cannot say (ranges, `+` keys nothing reads, rules
-  across groups);
-- targets.py: the `_target_` allow-list, declared once;
-- resolvers.py: `${direction:...}`, `${monitor_mode:...}`, ...;
-- evaluation.py: `train=false ckpt_path=...` composes the checkpoint's experiment;
-- build.py: parts built from config nodes, their refusals said in config keys.
-
-Imports without torch (`python -m qtrain --help` stays fast).
-"""
+"""The one boundary between conf/ and the code: a composed DictConfig in (`compose`, or
+the command line), a checked, typed RunConfig out (`describe`). schema.py types, checks.py
+what types cannot say, targets.py the `_target_` allow-list, resolvers.py `${...}`,
+evaluation.py a checkpoint's experiment. Imports without torch (fast `--help`)."""
 
 from __future__ import annotations
 
@@ -21,17 +10,16 @@ from pathlib import Path
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from qtrain.config import resolvers  # noqa: F401  (registered for every config)
+from qtrain.config.checks import check_config
 from qtrain.config.evaluation import NAME as CHECKPOINT_CONFIG
 from qtrain.config.evaluation import store_checkpoint_config
-from qtrain.config.run_config import RunConfig, describe
-from qtrain.config.schema import schema_errors_in_a_line
+from qtrain.config.schema import RunConfig, Stage, plain_values, schema_errors_in_a_line
 from qtrain.config.targets import TRUSTED_TARGETS
 
-# The config groups. An absolute path: Hydra resolves a relative one against the module's
-# package when started through the `qtrain` console script, where no `conf` package exists.
+# Absolute: Hydra resolves a relative path against the module's package under the `qtrain` script.
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 __all__ = ["CONFIG_DIR", "TRUSTED_TARGETS", "RunConfig", "compose", "describe"]
@@ -41,8 +29,28 @@ def compose(overrides: Sequence[str] = (), return_hydra_config: bool = False) ->
     """The config `python -m qtrain <overrides>` would run (for `train=false ckpt_path=...`,
     the checkpoint's experiment, as on the command line)."""
     overrides = list(overrides)
-    with initialize_config_dir(config_dir=CONFIG_DIR), schema_errors_in_a_line():
+    with initialize_config_dir(config_dir=CONFIG_DIR), schema_errors_in_a_line(overrides):
         cfg = hydra_compose("config", overrides=overrides, return_hydra_config=return_hydra_config)
         if not store_checkpoint_config(cfg, overrides):
             return cfg
         return hydra_compose(CHECKPOINT_CONFIG, overrides=overrides, return_hydra_config=return_hydra_config)
+
+
+def describe(cfg: DictConfig) -> RunConfig:
+    """The checked run description of a composed config; a mistake raises ConfigError."""
+    check_config(cfg)
+    values = plain_values(cfg)
+    typed = {"trainer", "hardware", "stages", "values"}
+    return RunConfig(
+        **{key: cfg.get(key) for key in RunConfig.__dataclass_fields__ if key not in typed},
+        trainer=OmegaConf.to_object(cfg.trainer),
+        hardware=OmegaConf.to_object(cfg.hardware),
+        stages=stage_settings(values["stages"]),
+        values=values,
+    )
+
+
+def stage_settings(stages: dict | DictConfig) -> dict[str, Stage]:
+    """Each stage's settings, typed, from plain values (a run's, or a checkpoint's)."""
+    schema = OmegaConf.structured(Stage)
+    return {name: OmegaConf.to_object(OmegaConf.merge(schema, s)) for name, s in stages.items() if s is not None}

@@ -1,62 +1,51 @@
-"""The checks of a composed config that its schemas (qtrain.config.schema) cannot say:
-callables outside the allow-list, keys added with `+` that nothing reads, ranges, and
-rules across groups. Each refusal is one line naming the key, the value and what is
-accepted (qtrain.errors.ConfigError)."""
+"""What the schemas (qtrain.config.schema) cannot say, checked before anything runs:
+callables outside the allow-list, keys added with `+` that nothing reads, ranges, rules
+across groups. Each refusal is one line: the key, the value, what is accepted."""
 
 from __future__ import annotations
 
 import functools
 import inspect
 import numbers
+from dataclasses import fields
 
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError, InterpolationToMissingValueError
 
-from qtrain.config.resolvers import direction, monitor_mode
-from qtrain.config.schema import SCHEMAS, Hardware, Stage, Trainer, schema_keys
+from qtrain.config.schema import SCHEMAS, Hardware, RunConfig, Stage, Trainer, schema_keys
 from qtrain.config.targets import check_targets
 from qtrain.errors import ConfigError
 
-TOP_LEVEL = (
-    "seed", "train", "test", "ckpt_path", "init_from", "export", "objective", "tracking", "task", "dataset", "encoder", "model",
-    "optimizer", "scheduler", "stages", "trainer", "hardware",
-)  # fmt: skip
+TOP_LEVEL = tuple(field.name for field in fields(RunConfig) if field.name != "values")
 HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
 PASSED_ON = {"quantum": "qtrain.quantum.layer.QuantumLayer"}  # nodes without a `_target_` a model passes on
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-# name -> (the test a value passes, what is accepted)
-RANGES = {
-    "positive integer": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive integer"),
-    "positive": (lambda v: _is_number(v) and v > 0, "a number > 0"),
-    "non-negative": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    "fraction": (lambda v: _is_number(v) and 0 < v < 1, "a fraction strictly between 0 and 1"),
+RANGES = {  # what is accepted: the test a value passes
+    "a positive integer": lambda v: isinstance(v, int) and v > 0,
+    "a number > 0": lambda v: isinstance(v, numbers.Real) and v > 0,
+    "a number >= 0": lambda v: isinstance(v, numbers.Real) and v >= 0,
+    "a fraction strictly between 0 and 1": lambda v: isinstance(v, numbers.Real) and 0 < v < 1,
 }
 
 
-def _in_range(kind: str, key: str, value, optional: bool = False) -> None:
-    test, accepted = RANGES[kind]
-    if not (optional and value is None) and not test(value):
+def _in_range(accepted: str, key: str, value, optional: bool = False) -> None:
+    if not (optional and value is None) and (isinstance(value, bool) or not RANGES[accepted](value)):
         raise ConfigError(key, value, f"must be {accepted}")
 
 
 def check_config(cfg: DictConfig) -> None:
+    from qtrain.tasks import direction, monitor_mode  # torch loads for a run, not for `--help`
+
     raw = OmegaConf.to_container(cfg)
     check_targets(raw)
     check_keys(raw)
-    # The task's metrics, named in a line here (the resolvers that read them would raise
-    # the same refusal wrapped in OmegaConf's interpolation error).
+    # The task's metrics, said in a line here (their resolvers would wrap it in OmegaConf's error).
     monitor_mode(cfg.task._target_, cfg.trainer.monitor)
     direction(cfg.task._target_, cfg.objective)
     # Before the interpolations: typed keys read these (model.quantum.seed, stages.*.lr).
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
         raise ConfigError("seed", cfg.seed, "must be an integer")
-    _in_range("positive", "optimizer.lr", cfg.optimizer.lr)
+    _in_range("a number > 0", "optimizer.lr", cfg.optimizer.lr)
     _check_interpolations(cfg)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
@@ -64,20 +53,21 @@ def check_config(cfg: DictConfig) -> None:
     stages = {name: stage for name, stage in (cfg.stages or {}).items() if stage is not None}
     if not stages:
         raise ConfigError("stages", cfg.stages, "needs at least one stage, e.g. stages=single")
-    _in_range("non-negative", "optimizer.weight_decay", cfg.optimizer.get("weight_decay"), optional=True)
+    _in_range("a number >= 0", "optimizer.weight_decay", cfg.optimizer.get("weight_decay"), optional=True)
     for name, stage in stages.items():
-        _in_range("positive integer", f"stages.{name}.epochs", stage.epochs)
-        _in_range("positive", f"stages.{name}.lr", stage.lr)
-        _in_range("positive integer", f"stages.{name}.patience", stage.patience, optional=True)
-    _in_range("positive integer", "dataset.batch_size", cfg.dataset.batch_size)
-    _in_range("positive integer", "dataset.image_size", cfg.dataset.get("image_size"), optional=True)
+        _in_range("a positive integer", f"stages.{name}.epochs", stage.epochs)
+        _in_range("a number > 0", f"stages.{name}.lr", stage.lr)
+        _in_range("a positive integer", f"stages.{name}.patience", stage.patience, optional=True)
+    _in_range("a positive integer", "dataset.batch_size", cfg.dataset.batch_size)
+    _in_range("a positive integer", "dataset.image_size", cfg.dataset.get("image_size"), optional=True)
     for split in ("val", "test"):
-        _in_range("fraction", f"dataset.{split}_fraction", cfg.dataset.get(f"{split}_fraction"), optional=True)
+        fraction = cfg.dataset.get(f"{split}_fraction")
+        _in_range("a fraction strictly between 0 and 1", f"dataset.{split}_fraction", fraction, optional=True)
     trainer = cfg.trainer
-    _in_range("positive integer", "trainer.accumulate_batches", trainer.accumulate_batches)
-    _in_range("positive", "trainer.grad_clip_norm", trainer.grad_clip_norm, optional=True)
+    _in_range("a positive integer", "trainer.accumulate_batches", trainer.accumulate_batches)
+    _in_range("a number > 0", "trainer.grad_clip_norm", trainer.grad_clip_norm, optional=True)
     for key in ("limit_epochs", "limit_train_batches", "overfit_batches", "limit_eval_batches"):
-        _in_range("positive integer", f"trainer.{key}", trainer[key], optional=True)
+        _in_range("a positive integer", f"trainer.{key}", trainer[key], optional=True)
     if cfg.init_from and cfg.ckpt_path:
         raise ConfigError(
             "init_from", cfg.init_from, "starts a new run from a checkpoint's weights; ckpt_path resumes one: give one"
@@ -95,26 +85,28 @@ def _check_interpolations(cfg: DictConfig) -> None:
     except InterpolationToMissingValueError:
         return  # a required key (???) read elsewhere: the missing-key check names it
     except InterpolationKeyError as error:
+        raw = OmegaConf.to_container(cfg)
+        for part in error.full_key.split("."):
+            raw = raw[part]
         raise ConfigError(
             error.full_key,
-            _raw(cfg, error.full_key),
+            raw,
             f"{error.msg.splitlines()[0].lower()}: these groups do not fit together "
             "(model=lstm_signal goes with dataset=signal, model=ensemble_heads with dataset=features, "
             "the image models with the image datasets)",
         ) from None
 
 
-def _raw(cfg: DictConfig, key: str):
-    raw = OmegaConf.to_container(cfg)
-    for part in key.split("."):
-        raw = raw[part]
-    return raw
-
-
-# Every key of a config is one qtrain reads. A key added with `+` (`+foo=1`,
-# `+optimizer.foo=1`, `+stages.train.epoch=3`) would be carried silently, or fail late in
-# a constructor: each is refused with the nearest accepted name. The accepted keys: the
-# top-level settings; the schemas' for their groups; a `_target_`'s arguments.
+def check_keys(config: dict) -> None:
+    """A key added with `+` (`+foo=1`, `+optimizer.foo=1`) that nothing reads is refused with
+    the nearest accepted name: the top-level settings, a schema's keys, a `_target_`'s arguments."""
+    _refuse_unknown(config, TOP_LEVEL, "", "a qtrain setting")
+    for group, schema in (("trainer", Trainer), ("hardware", Hardware)):
+        _refuse_unknown(config[group], schema_keys(schema), f"{group}.", SCHEMAS[schema])
+    for name, stage in (config.get("stages") or {}).items():
+        if stage is not None:
+            _refuse_unknown(stage, schema_keys(Stage), f"stages.{name}.", SCHEMAS[Stage])
+    _check_arguments(config, "")
 
 
 @functools.cache
@@ -124,16 +116,6 @@ def arguments(target: str) -> tuple[str, ...] | None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return None
     return tuple(p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL)
-
-
-def check_keys(config: dict) -> None:
-    _refuse_unknown(config, TOP_LEVEL, "", "a qtrain setting")
-    for group, schema in (("trainer", Trainer), ("hardware", Hardware)):
-        _refuse_unknown(config[group], schema_keys(schema), f"{group}.", SCHEMAS[schema])
-    for name, stage in (config.get("stages") or {}).items():
-        if stage is not None:
-            _refuse_unknown(stage, schema_keys(Stage), f"stages.{name}.", SCHEMAS[Stage])
-    _check_arguments(config, "")
 
 
 def _check_arguments(node, prefix: str, target: str | None = None) -> None:

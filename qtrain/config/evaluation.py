@@ -1,15 +1,9 @@
 """`train=false ckpt_path=<run>/checkpoints/best.pt`: evaluate the experiment the checkpoint
-stores, whatever the defaults say.
-
-A checkpoint keeps its run's resolved config. An evaluation is composed from a primary
-config held in Hydra's ConfigStore: conf/config.yaml with the groups of the experiment
-left out, then the checkpoint's values. The command line still wins: a key
-(`dataset.root=/data`, `model.quantum.backend=aer`) replaces that value, a group
-(`dataset=fashion_mnist`) replaces that whole part. How and where it runs (hardware,
-tracking, trainer settings, test, export) comes from the command line and the defaults,
-as for any run. On the command line, EvaluationCallback swaps the config in before the
-run starts (so `.hydra/config.yaml` records what ran); `qtrain.compose` does the same.
-"""
+stores, whatever the defaults say. It is composed from a primary config in Hydra's
+ConfigStore: conf/config.yaml without the experiment's groups, then the checkpoint's
+values, then the command line (a key replaces a value, a group a whole part). How and
+where it runs (hardware, tracking, trainer, test, export) is this invocation's. On the
+command line EvaluationCallback swaps it in before the run (and `.hydra/`) starts."""
 
 from __future__ import annotations
 
@@ -21,18 +15,15 @@ from hydra.core.config_store import ConfigStore
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 
-# The groups that make up what a model learned, each at the top-level key of its name.
 EXPERIMENT_GROUPS = ("task", "dataset", "encoder", "model", "optimizer", "scheduler", "stages")
-# Keys of a run's config that belong to the invocation, not to the experiment (a resume may
-# change fewer: qtrain.engine.resume.PER_INVOCATION).
+# Not the experiment's (a resume may change fewer: qtrain.engine.resume.PER_INVOCATION).
 PER_INVOCATION = ("hardware", "tracking", "trainer", "train", "test", "ckpt_path", "init_from", "export", "debug")
 NAME = "qtrain_checkpoint"
 
 
 def store_checkpoint_config(cfg: DictConfig, overrides: list[str]) -> bool:
-    """For `train=false ckpt_path=<readable checkpoint>`, store the primary config NAME
-    to compose with `overrides` (the command line's) and say so; False for any other run
-    (an unreadable checkpoint is refused later, by the run, with its one line)."""
+    """For `train=false ckpt_path=<readable checkpoint>`, store the primary config NAME to
+    compose with `overrides`; False otherwise (an unreadable checkpoint: the run refuses it)."""
     if cfg.train or not cfg.ckpt_path:
         return False
     from qtrain.engine.checkpoint import FORMAT  # torch loads only for an evaluation (fast --help)
@@ -54,8 +45,7 @@ def store_checkpoint_config(cfg: DictConfig, overrides: list[str]) -> bool:
 
 
 class EvaluationCallback(Callback):
-    """On the command line: the checkpoint's experiment replaces the composed one before
-    the run (and its record in `.hydra/`) starts."""
+    """The checkpoint's experiment replaces the composed config before the run starts."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         overrides = list(config.hydra.overrides.task)

@@ -1,41 +1,31 @@
-"""Typed shapes of the config groups whose keys are fixed: the trainer, the hardware, a
-stage and the quantum spec. They are registered in Hydra's ConfigStore as
-`schema/<name>` and the YAML files extend them (`defaults: [/schema/hardware@_here_]`),
-so composition refuses an unknown key, a value of the wrong type or a choice not in
-the list, on the command line, in a preset or in a sweep, before any job starts.
-`schema_error` says a command-line value's refusal in qtrain's one line; a YAML file's
-keeps Hydra's message, which names the file (Hydra keeps no structured cause for it).
-Ranges and rules across groups are qtrain.config.checks'; the defaults stay in the YAML
-files, the one place a user reads them. The run reads these dataclasses themselves
-(qtrain.config.describe), not the raw config.
-
-The choices are the names qtrain's parts accept; tests/config/test_schema.py checks
-that they match the parts' own tables (importing those here would load torch and
-qiskit before `--help`). The quantum backends are a registry
-(qtrain.quantum.backends): a string here, refused by the layer with the registered names."""
+"""Typed shapes: the trainer, the hardware, a stage, the quantum spec (in Hydra's
+ConfigStore as `schema/<name>`, extended by the YAML files, which hold the defaults), so
+composition refuses an unknown key, a wrong type or choice before any job starts; and
+the run description. Choices are spelled out (the parts' tables would load torch before
+`--help`; tests/config/test_config.py keeps them equal); the quantum backend is a name
+in a registry (qtrain.quantum.backends), refused by the layer."""
 
 from __future__ import annotations
 
 import contextlib
-import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
 
 from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
 from qtrain.errors import ConfigError
 
-# OmegaConf needs typing.Optional in schema annotations, not `X | None` (Python 3.10).
-# ruff: noqa: UP007, UP045
+# ruff: noqa: UP007, UP045  (OmegaConf needs typing.Optional, not `X | None`, on Python 3.10)
 
 
 class Choice(str, Enum):
-    """A config choice: compares, hashes, prints and formats as its name, a plain string."""
+    """A choice: compares, hashes, prints and formats as its name, a plain string."""
 
     def __str__(self) -> str:
         return self.value
@@ -55,7 +45,6 @@ FeatureMap = _choices("FeatureMap", "zz z angle_ry angle_rx")
 Ansatz = _choices("Ansatz", "real_amplitudes efficient_su2")
 Entanglement = _choices("Entanglement", "linear circular full")
 Dtype = _choices("Dtype", "float32 float64")
-
 
 # A number as written: 0 stays 0, as the user typed it (a float field would make it 0.0).
 Number = Union[int, float]
@@ -126,55 +115,62 @@ class Quantum:
     seed: Optional[int] = MISSING
 
 
-# What each schema's keys are, in a refusal of an unknown one.
-SCHEMAS = {
+@dataclass(frozen=True)
+class RunConfig:
+    """The run description (qtrain.config.describe): the runner reads these fields and hands
+    the parts' nodes to hydra.utils.instantiate; nothing below qtrain.config reads the raw config."""
+
+    seed: int
+    train: bool  # false: evaluate ckpt_path only
+    test: bool
+    ckpt_path: Optional[str]  # resume (train=true) or evaluate (train=false)
+    init_from: Optional[str]  # a checkpoint whose weights start a new run
+    export: bool
+    objective: str  # the metric returned to a sweeper
+    tracking: DictConfig  # one node per tracker, for hydra.utils.instantiate; and the parts:
+    task: DictConfig
+    dataset: DictConfig
+    encoder: Optional[DictConfig]  # a hybrid model's (model.encoder reads it)
+    model: DictConfig
+    optimizer: DictConfig
+    scheduler: DictConfig
+    stages: dict[str, Stage]  # the stages to run, in order (a stage set to null is left out)
+    trainer: Trainer
+    hardware: Hardware
+    values: dict  # the whole config as plain values: checkpoints, model_info.json, trackers
+
+
+SCHEMAS = {  # what each schema's keys are, in a refusal of an unknown one
     Trainer: "a trainer setting",
     Hardware: "a hardware setting",
     Stage: "a stage setting",
     Quantum: "an argument of qtrain.quantum.layer.QuantumLayer",
 }
-TYPES = {
-    int: "an integer",
-    Number: "a number",
-    bool: "true or false",
-    str: "a string",
-    list: "a list",
-    dict: "a mapping",
-}
+TYPES = {int: "an integer", Number: "a number", bool: "true or false", str: "a string", list: "a list", dict: "a mapping"}  # fmt: skip
 
 UNKNOWN_KEY = (ConfigKeyError, ConfigAttributeError)  # `+key=` / `key=` (OmegaConf's two words for it)
-
 for schema in SCHEMAS:
     ConfigStore.instance().store(group="schema", name=schema.__name__.lower(), node=schema)
 
 
 @contextlib.contextmanager
-def schema_errors_in_a_line() -> Iterator[None]:
-    """Composition inside: a schema's refusal comes out as a ConfigError."""
+def schema_errors_in_a_line(overrides: Sequence[str]) -> Iterator[None]:
+    """Composing with `overrides` inside: a schema's refusal of one of them comes out as
+    qtrain's one line, `key=value: what is accepted`; any other error (a preset's value:
+    Hydra's message names the file) as it is."""
     try:
         yield
     except ConfigCompositionException as error:
-        refusal = schema_error(error)
-        if refusal is None:
+        cause = error.__cause__
+        schema, key = getattr(cause, "object_type", None), getattr(cause, "full_key", None)
+        given = {
+            o.key_or_group: o.input_line.split("=", 1)[1] for o in OverridesParser.create().parse_overrides(overrides)
+        }
+        if schema not in SCHEMAS or key not in given or not isinstance(cause, (*UNKNOWN_KEY, ValidationError)):
             raise
-        raise refusal from None
-
-
-def schema_error(error: ConfigCompositionException) -> ConfigError | None:
-    """A schema's refusal of a command-line override as qtrain's one line (`key=value:
-    what is accepted`); None for any other composition error."""
-    cause = error.__cause__
-    schema = getattr(cause, "object_type", None)
-    if schema not in SCHEMAS or not cause.full_key or not isinstance(cause, (*UNKNOWN_KEY, ValidationError)):
-        return None
-    key = cause.full_key
-    given = re.search(rf"{re.escape(key)}=(\S*)", str(error))  # Hydra names the override it could not apply
-    if given is None:
-        return None
-    value = given.group(1)
-    if isinstance(cause, UNKNOWN_KEY):
-        return ConfigError.unknown_key(key, value, schema_keys(schema), SCHEMAS[schema])
-    return ConfigError(key, value, _accepted(get_type_hints(schema)[cause.key]))
+        if isinstance(cause, UNKNOWN_KEY):
+            raise ConfigError.unknown_key(key, given[key], schema_keys(schema), SCHEMAS[schema]) from None
+        raise ConfigError(key, given[key], _accepted(get_type_hints(schema)[cause.key])) from None
 
 
 def _accepted(hint) -> str:
@@ -188,9 +184,8 @@ def _accepted(hint) -> str:
 
 
 def plain_values(node: DictConfig) -> dict:
-    """A config node as plain Python, as checkpoints, model_info.json, MLflow and
-    TensorBoard keep it: interpolations resolved, each schema choice as its name (a
-    Choice member in a checkpoint would not load with weights_only)."""
+    """A node as plain Python, as checkpoints and trackers keep it: resolved, choices as
+    their names (a Choice member in a checkpoint would not load with weights_only)."""
     return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
 
 
@@ -198,10 +193,7 @@ def flatten(config: dict, prefix: str = "") -> dict[str, object]:
     """Nested dicts as one level of dotted keys: {"a": {"b": 1}} -> {"a.b": 1}."""
     flat = {}
     for key, value in config.items():
-        if isinstance(value, dict):
-            flat |= flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
+        flat |= flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
     return flat
 
 

@@ -1,11 +1,8 @@
-"""The callables a config may name as `_target_`, declared here once, as exact entries: a
-pattern such as `torch.*` also admits `torch.load`, and through module attributes
-`qtrain.predict.export.torch.load`. None of them loads a file or runs code it is given.
-This list is a security boundary: it is never built from conf/, a checkpoint or anything
-a user can write. CONFIG_TARGETS is checked, in one line, for every `_target_` of a run's
-config (the command line's, or one read back from a checkpoint); every `_target_` under
-conf/ is in it (tested). TRUSTED_TARGETS is Hydra's execution whitelist (Hydra
-callbacks, logging filters, and a second check of the above)."""
+"""The callables a config may name as `_target_`, declared once, as exact entries (a
+pattern such as `torch.*` would admit `torch.load`). None loads a file or runs code it
+is given. A security boundary: never built from conf/, a checkpoint or anything a user
+writes. Every `_target_` of a run's config, or of a checkpoint's, is checked against
+CONFIG_TARGETS in one line; TRUSTED_TARGETS is Hydra's execution whitelist."""
 
 from __future__ import annotations
 
@@ -68,10 +65,8 @@ CONFIG_TARGETS = QTRAIN + OPTIMIZERS
 
 
 def _timm_model_modules() -> tuple[str, ...]:
-    """timm's model modules as package patterns. Hydra also authorizes what a target
-    returns when it is callable, by its class: a timm model (timm.models.resnet.ResNet).
-    timm's loaders live in its underscore modules (_builder, _helpers, _hub): left out.
-    Found without importing timm, so that `--help` stays fast."""
+    """timm's model modules, whose classes Hydra also authorizes (a target's callable result),
+    not its loaders (_builder, _hub); found without importing timm (fast `--help`)."""
     spec = importlib.util.find_spec("timm")
     if spec is None or not spec.submodule_search_locations:
         return ()
@@ -83,8 +78,7 @@ TRUSTED_TARGETS = CONFIG_TARGETS + _timm_model_modules()
 
 
 def check_targets(config: dict, prefix: str = "") -> None:
-    """Every `_target_` of `config` (a plain dict) is in CONFIG_TARGETS, or is refused in a
-    line (Hydra's whitelist refuses them too, with a traceback)."""
+    """Every `_target_` in `config` (plain values) is in CONFIG_TARGETS, or is refused."""
     for key, value in config.items():
         if key == "_target_" and value not in CONFIG_TARGETS:
             raise ConfigError(
@@ -97,27 +91,18 @@ def check_targets(config: dict, prefix: str = "") -> None:
             check_targets(value, f"{prefix}{key}.")
 
 
-def callback_targets(_root_: DictConfig) -> dict:
-    """The resolver `${callback_targets:}`: the `_target_` keys of `hydra.callbacks`,
-    unresolved and unbuilt (a node cannot interpolate its parent)."""
-    return _targets(OmegaConf.to_container(_root_.hydra.callbacks, resolve=False))
-
-
-def _targets(tree: dict) -> dict:
-    kept = {}
-    for key, value in tree.items():
-        if key == "_target_":
-            kept[key] = value
-        elif isinstance(value, dict) and (inner := _targets(value)):
-            kept[key] = inner
-    return kept
+def callback_targets(_root_: DictConfig, tree: dict | None = None) -> dict:
+    """`${callback_targets:}`: the `_target_` keys of `hydra.callbacks`, where they are,
+    unresolved (a node cannot interpolate its parent; their other values may not resolve yet)."""
+    tree = OmegaConf.to_container(_root_.hydra.callbacks, resolve=False) if tree is None else tree
+    kept = {key: value for key, value in tree.items() if key == "_target_"}
+    inner = {key: callback_targets(_root_, value) for key, value in tree.items() if isinstance(value, dict)}
+    return kept | {key: value for key, value in inner.items() if value}
 
 
 class TrustedCallbacks(Callback):
-    """Hydra builds `hydra.callbacks` before any of qtrain runs, and refuses a `_target_`
-    outside its whitelist with a 30-line traceback. This callback is listed first and is
-    handed their `_target_` keys unbuilt (`${callback_targets:}`, `_recursive_: false`):
-    it refuses an untrusted one in one line, before Hydra would build it."""
+    """Listed first among `hydra.callbacks` and handed them unbuilt (`_recursive_: false`):
+    refuses an untrusted `_target_` in one line, before Hydra builds it (with a traceback)."""
 
     def __init__(self, targets: dict):
         try:

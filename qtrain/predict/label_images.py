@@ -23,15 +23,14 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
-from qtrain.config import CONFIG_DIR, TRUSTED_TARGETS
-from qtrain.config.build import build, config_keys
-from qtrain.config.run_config import stage_settings
+from qtrain.config import CONFIG_DIR, TRUSTED_TARGETS, stage_settings
 from qtrain.data.image_files import image_transform
 from qtrain.engine.checkpoint import load_checkpoint
 from qtrain.engine.hardware import resolve_device
 from qtrain.engine.stages import apply_stage, plan_stages
 from qtrain.errors import ConfigError
 from qtrain.files import atomic_write
+from qtrain.models.build import build, config_keys
 from qtrain.reports import plot_predictions
 
 log = logging.getLogger("qtrain")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 
 import pytest
-from conftest import run_cli
 from mlflow import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -25,7 +24,7 @@ def history_steps(run_dir):
         return [int(row["step"]) for row in csv.DictReader(f)]
 
 
-def train(tmp_path, tracking: str, *more: str):
+def train(run_cli, tmp_path, tracking: str, *more: str):
     run_dir = tmp_path / "run"
     result = run_cli(
         "model=simple_cnn",
@@ -41,8 +40,8 @@ def train(tmp_path, tracking: str, *more: str):
     return run_dir
 
 
-def test_tensorboard_logs_each_epoch_the_final_metrics_and_the_plots(tmp_path):
-    run_dir = train(tmp_path, "tensorboard")
+def test_tensorboard_logs_each_epoch_the_final_metrics_and_the_plots(tmp_path, run_cli):
+    run_dir = train(run_cli, tmp_path, "tensorboard")
     board = events(run_dir)
     steps = history_steps(run_dir)
     assert len(steps) == EPOCHS
@@ -61,9 +60,9 @@ def test_tensorboard_logs_each_epoch_the_final_metrics_and_the_plots(tmp_path):
 
 
 @pytest.mark.slow  # a CLI run with both trackers (the fast tier runs each alone)
-def test_both_trackers_log_one_mlflow_run_and_the_event_files(tmp_path):
+def test_both_trackers_log_one_mlflow_run_and_the_event_files(tmp_path, run_cli):
     uri = f"sqlite:///{tmp_path}/both.db"
-    run_dir = train(tmp_path, "[mlflow,tensorboard]", f"tracking.mlflow.uri={uri}")
+    run_dir = train(run_cli, tmp_path, "[mlflow,tensorboard]", f"tracking.mlflow.uri={uri}")
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("qtrain-digits").experiment_id])
     assert run.info.status == "FINISHED"
@@ -71,7 +70,7 @@ def test_both_trackers_log_one_mlflow_run_and_the_event_files(tmp_path):
     assert [event.step for event in events(run_dir).Scalars("val/acc")] == history_steps(run_dir)
 
 
-def test_an_unknown_tracker_lists_the_valid_ones(tmp_path):
+def test_an_unknown_tracker_lists_the_valid_ones(tmp_path, run_cli):
     result = run_cli("tracking=wandb", cwd=tmp_path)
     assert result.returncode == 1
     assert "Could not find 'tracking/wandb'" in result.stderr

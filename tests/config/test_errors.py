@@ -7,16 +7,19 @@ import subprocess
 import sys
 import time
 import types
+from pathlib import Path
 
 import psutil
 import pytest
 import torch
-from conftest import CONF, make_config, run_cli, run_config
 from hydra.utils import execution_whitelist
 
+import qtrain
 from qtrain import TRUSTED_TARGETS
-from qtrain.config.build import build, config_keys
 from qtrain.errors import ConfigError
+from qtrain.models.build import build, config_keys
+
+CONF = Path(qtrain.CONFIG_DIR)  # the config groups
 
 FAST = ["model=simple_cnn", "debug=fast", "hardware=cpu"]
 
@@ -45,7 +48,7 @@ FAST = ["model=simple_cnn", "debug=fast", "hardware=cpu"]
         (["hardware.amp=fp8"], "hardware.amp=fp8: use null, auto, bf16 or fp16"),
     ],
 )
-def test_bad_values_are_refused_before_training(tmp_path, overrides, message):
+def test_bad_values_are_refused_before_training(tmp_path, overrides, message, run_config):
     with pytest.raises(ConfigError) as error:
         run_config(tmp_path, *FAST, *overrides)
     assert str(error.value).startswith(message)
@@ -53,26 +56,26 @@ def test_bad_values_are_refused_before_training(tmp_path, overrides, message):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
-def test_gpu_hardware_without_a_gpu_is_refused(tmp_path):
+def test_gpu_hardware_without_a_gpu_is_refused(tmp_path, run_config):
     with pytest.raises(ConfigError, match="hardware.device=cuda: torch sees no CUDA GPU here; use hardware=cpu"):
         run_config(tmp_path, "debug=fast", "hardware=gpu")
 
 
-def test_corrupt_checkpoint_is_refused(tmp_path):
+def test_corrupt_checkpoint_is_refused(tmp_path, run_config):
     bad = tmp_path / "last.pt"
     bad.write_bytes(b"not a checkpoint at all")
     with pytest.raises(ConfigError, match=f"ckpt_path={bad}: not a readable checkpoint"):
         run_config(tmp_path / "run", *FAST, f"ckpt_path={bad}")
 
 
-def test_foreign_torch_file_is_refused(tmp_path):
+def test_foreign_torch_file_is_refused(tmp_path, run_config):
     other = tmp_path / "weights.pt"
     torch.save({"weight": torch.zeros(2)}, other)
     with pytest.raises(ConfigError, match="not a qtrain checkpoint"):
         run_config(tmp_path / "run", *FAST, f"ckpt_path={other}")
 
 
-def test_checkpoint_of_another_model_is_refused(tmp_path):
+def test_checkpoint_of_another_model_is_refused(tmp_path, run_config):
     run_config(tmp_path / "cnn", *FAST)
     last = tmp_path / "cnn" / "checkpoints" / "last.pt"
     with pytest.raises(
@@ -81,7 +84,7 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
         run_config(tmp_path / "resnet", *FAST, "model=resnet", "train=false", f"ckpt_path={last}")
 
 
-def test_cli_prints_one_line_and_exits_non_zero(tmp_path):
+def test_cli_prints_one_line_and_exits_non_zero(tmp_path, run_cli):
     result = run_cli("debug=fast", "optimizer.lr=-1", cwd=tmp_path)
     assert result.returncode == 1
     output = result.stdout + result.stderr
@@ -91,14 +94,14 @@ def test_cli_prints_one_line_and_exits_non_zero(tmp_path):
     assert full.returncode == 1 and "Traceback" in full.stderr  # the full story when asked for
 
 
-def test_cli_unknown_option_lists_the_choices(tmp_path):
+def test_cli_unknown_option_lists_the_choices(tmp_path, run_cli):
     result = run_cli("model=resnet_50", cwd=tmp_path)
     assert result.returncode == 1
     assert "Could not find 'model/resnet_50'" in result.stderr
     assert all(choice in result.stderr for choice in ("resnet", "simple_cnn", "vit"))
 
 
-def test_cli_unknown_objective_lists_the_metrics(tmp_path):
+def test_cli_unknown_objective_lists_the_metrics(tmp_path, run_cli):
     result = run_cli(
         "model=simple_cnn", "debug=fast", "objective=val/f2", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
     )
@@ -132,7 +135,7 @@ def test_cli_sigterm_writes_last_checkpoint_and_exits(tmp_path):
     assert 0 < state["state"]["global_step"] < 200 * 20
 
 
-def test_resume_with_other_settings_names_the_ones_to_use(tmp_path):
+def test_resume_with_other_settings_names_the_ones_to_use(tmp_path, run_config):
     run_config(tmp_path / "first", *FAST, "optimizer.lr=0.003")
     last = tmp_path / "first" / "checkpoints" / "last.pt"
     with pytest.raises(ConfigError) as error:
@@ -158,13 +161,13 @@ REFUSED_TARGET = (
         ("dataset._target_", "torchvision.io.read_file"),
     ],
 )
-def test_a_target_outside_the_allow_list_is_refused(tmp_path, key, target):
+def test_a_target_outside_the_allow_list_is_refused(tmp_path, key, target, run_config):
     with pytest.raises(ConfigError) as error:
         run_config(tmp_path, "model=cnn_quantum", "debug=fast", f"{key}={target}")
     assert str(error.value) == f"{key}={target}: {REFUSED_TARGET}"
 
 
-def test_a_hydra_callback_outside_the_allow_list_is_refused_in_one_line_before_it_is_built(tmp_path):
+def test_a_hydra_callback_outside_the_allow_list_is_refused_in_one_line_before_it_is_built(tmp_path, run_cli):
     marker = tmp_path / "ran"
     # Built, it would create `marker`; and the run folder would be made.
     result = run_cli(
@@ -218,7 +221,7 @@ def test_every_target_in_the_configs_is_allowed_and_every_allowed_target_exists(
         ),
     ],
 )
-def test_an_added_key_nothing_reads_is_refused_with_the_nearest_name(tmp_path, override, message):
+def test_an_added_key_nothing_reads_is_refused_with_the_nearest_name(tmp_path, override, message, run_config):
     with pytest.raises(ConfigError) as error:
         run_config(tmp_path, "model=cnn_quantum", "debug=fast", override)
     assert str(error.value).startswith(message)
@@ -241,7 +244,7 @@ def test_an_added_key_nothing_reads_is_refused_with_the_nearest_name(tmp_path, o
         ),
     ],
 )
-def test_a_refusal_comes_before_the_config_tree_and_any_tracked_run(tmp_path, capsys, overrides, message):
+def test_a_refusal_comes_before_the_config_tree_and_any_tracked_run(tmp_path, capsys, overrides, message, run_config):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     with pytest.raises(ConfigError) as error:
         run_config(
@@ -258,7 +261,7 @@ def test_a_refusal_comes_before_the_config_tree_and_any_tracked_run(tmp_path, ca
     assert not (tmp_path / "mlflow.db").exists()  # no MLflow run opened for it
 
 
-def test_a_checkpoint_that_would_run_code_is_refused_unread(tmp_path):
+def test_a_checkpoint_that_would_run_code_is_refused_unread(tmp_path, run_config):
     evil = tmp_path / "last.pt"
     marker = tmp_path / "ran"
     torch.save({"format": "qtrain-checkpoint/4", "payload": RunsCode(marker)}, evil)
@@ -296,7 +299,7 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
         (["model=lstm_signal", "dataset=signal", "model.mode=stateless"], "model.mode=stateless: use one of"),
     ],
 )
-def test_a_parts_refusal_names_the_config_key_the_user_sets(overrides, message):
+def test_a_parts_refusal_names_the_config_key_the_user_sets(overrides, message, make_config):
     """The parts name their arguments (`patch_size=5`); the app names the key, under the
     node the part was built from (a hybrid model's encoder comes from the encoder group)."""
     with pytest.raises(ConfigError) as error, execution_whitelist(TRUSTED_TARGETS):
@@ -304,7 +307,7 @@ def test_a_parts_refusal_names_the_config_key_the_user_sets(overrides, message):
     assert str(error.value).startswith(message)
 
 
-def test_a_batch_too_large_for_the_circuit_names_the_models_key_while_it_runs(monkeypatch):
+def test_a_batch_too_large_for_the_circuit_names_the_models_key_while_it_runs(monkeypatch, make_config):
     with execution_whitelist(TRUSTED_TARGETS):
         model = build(make_config("model=cnn_quantum", "model.quantum.n_qubits=16", "dataset.image_size=8").model)
     monkeypatch.setattr(psutil, "virtual_memory", lambda: types.SimpleNamespace(available=2**20))

@@ -12,7 +12,6 @@ import sys
 
 import pytest
 import torch
-from conftest import final_weights, interrupt_after, read_history, run_config, write_mnist_folder
 
 from qtrain.engine import run_checkpoints
 from qtrain.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -33,7 +32,7 @@ SHORT = [
 ]
 
 
-def test_a_short_run_writes_the_whole_run_directory(tmp_path):
+def test_a_short_run_writes_the_whole_run_directory(tmp_path, run_config, read_history):
     metrics = run_config(tmp_path, *SHORT)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     for key in ("test/acc", "test/loss", "val/acc_best", "test/f1_macro"):
@@ -58,10 +57,12 @@ def test_a_short_run_writes_the_whole_run_directory(tmp_path):
 
 
 @pytest.mark.parametrize("steps", [6, 9])  # at an epoch boundary; in the middle of epoch 2
-def test_resume_after_sigterm_ends_with_the_same_weights(tmp_path, monkeypatch, steps):
+def test_resume_after_sigterm_ends_with_the_same_weights(
+    tmp_path, monkeypatch, steps, run_config, interrupt_after, final_weights, read_history
+):
     overrides = [*SHORT, "trainer.accumulate_batches=1"]
     run_config(tmp_path / "straight", *overrides)
-    interrupt_after(monkeypatch, steps)
+    interrupt_after(steps)
     with pytest.raises(TrainingInterrupted) as stopped:
         run_config(tmp_path / "cut", *overrides)
     monkeypatch.undo()
@@ -75,7 +76,7 @@ def test_resume_after_sigterm_ends_with_the_same_weights(tmp_path, monkeypatch, 
     assert len(read_history(tmp_path / "resumed")) == 3
 
 
-def test_evaluate_only_reproduces_the_stored_test_metric(tmp_path):
+def test_evaluate_only_reproduces_the_stored_test_metric(tmp_path, run_config):
     trained = run_config(tmp_path / "train", *SHORT)
     best = tmp_path / "train" / "checkpoints" / "best.pt"
     evaluated = run_config(tmp_path / "eval", "model=simple_cnn", "hardware=cpu", "train=false", f"ckpt_path={best}")
@@ -84,24 +85,24 @@ def test_evaluate_only_reproduces_the_stored_test_metric(tmp_path):
     assert not (tmp_path / "eval" / "checkpoints").exists()  # evaluation writes no checkpoints
 
 
-def test_accumulation_takes_one_step_per_n_batches(tmp_path):
+def test_accumulation_takes_one_step_per_n_batches(tmp_path, run_config, read_history):
     run_config(tmp_path, *SHORT, "trainer.accumulate_batches=3")
     assert [int(r["step"]) for r in read_history(tmp_path)] == [2, 4, 6]
 
 
-def test_early_stopping_ends_the_stage(tmp_path):
+def test_early_stopping_ends_the_stage(tmp_path, run_config, read_history):
     # With a vanishing lr, val/acc cannot improve after epoch 1: patience 2 stops after epoch 3.
     run_config(tmp_path, *SHORT, "stages.train.epochs=10", "stages.train.patience=2", "optimizer.lr=1e-12")
     assert len(read_history(tmp_path)) == 3
     assert json.loads((tmp_path / "metrics.json").read_text())["stages"][0]["epochs"] == 3
 
 
-def test_keep_epoch_checkpoints_keeps_the_newest(tmp_path):
+def test_keep_epoch_checkpoints_keeps_the_newest(tmp_path, run_config):
     run_config(tmp_path, *SHORT, "stages.train.epochs=4", "trainer.keep_epoch_checkpoints=2")
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("epoch_*.pt")) == ["epoch_0003.pt", "epoch_0004.pt"]
 
 
-def test_mnist_idx_files_train_end_to_end(tmp_path):
+def test_mnist_idx_files_train_end_to_end(tmp_path, write_mnist_folder, run_config):
     write_mnist_folder(tmp_path / "mnist", n_train=400, n_test=100)
     metrics = run_config(
         tmp_path / "run",
@@ -165,10 +166,10 @@ def test_schedules_follow_their_shape(tmp_path):
     assert set(lrs(schedulers.constant)) == {1.0}
 
 
-def test_a_resumed_run_carries_the_best_checkpoint_on(tmp_path, monkeypatch):
+def test_a_resumed_run_carries_the_best_checkpoint_on(tmp_path, monkeypatch, interrupt_after, run_config):
     # A vanishing lr: val/acc peaks in epoch 1, so the resumed epochs never write a best.pt of their own.
     overrides = [*SHORT, "optimizer.lr=1e-12", "scheduler=none"]
-    interrupt_after(monkeypatch, 9)
+    interrupt_after(9)
     with pytest.raises(TrainingInterrupted) as stopped:
         run_config(tmp_path / "cut", *overrides)
     monkeypatch.undo()
@@ -179,7 +180,7 @@ def test_a_resumed_run_carries_the_best_checkpoint_on(tmp_path, monkeypatch):
     assert all(torch.equal(before["model"][k], after["model"][k]) for k in before["model"])
 
 
-def test_compiled_model_trains_and_checkpoints_plain_weights(tmp_path, monkeypatch):
+def test_compiled_model_trains_and_checkpoints_plain_weights(tmp_path, monkeypatch, run_config):
     # Inductor needs a minute on this CPU; the eager backend yields the same wrapper in seconds.
     compile_eager = functools.partial(torch.compile, backend="eager")
     monkeypatch.setattr("qtrain.engine.hardware.torch.compile", compile_eager)
@@ -188,7 +189,7 @@ def test_compiled_model_trains_and_checkpoints_plain_weights(tmp_path, monkeypat
     assert weights and not any(key.startswith("_orig_mod.") for key in weights)
 
 
-def test_profile_writes_a_trace_of_the_asked_steps(tmp_path):
+def test_profile_writes_a_trace_of_the_asked_steps(tmp_path, run_config, read_history):
     run_config(tmp_path, *SHORT, "hardware.profile=true", "hardware.profile_steps=2", "stages.train.epochs=1")
     trace = json.loads((tmp_path / "profile" / "trace.json").read_text())
     assert any(event.get("name", "").startswith("aten::") for event in trace["traceEvents"])
@@ -205,7 +206,7 @@ def test_amp_auto_picks_bf16_where_the_gpu_has_it(monkeypatch, device, bf16, exp
     assert resolve_amp(torch.device(device), "fp16") == "fp16"
 
 
-def test_channels_last_trains_nhwc_weights_to_the_same_result(tmp_path):
+def test_channels_last_trains_nhwc_weights_to_the_same_result(tmp_path, run_config):
     short = ("debug=fast", "hardware=cpu", "model=simple_cnn")
     plain = run_config(tmp_path / "plain", *short)
     nhwc = run_config(tmp_path / "nhwc", *short, "hardware.channels_last=true")
@@ -226,7 +227,9 @@ def test_tf32_setting_reaches_matmuls_and_convolutions(tf32):
     assert torch.backends.cuda.matmul.allow_tf32 is tf32 and torch.backends.cudnn.allow_tf32 is tf32
 
 
-def test_a_signal_while_the_last_checkpoint_is_written_is_not_lost_and_resumes_exactly(tmp_path, monkeypatch):
+def test_a_signal_while_the_last_checkpoint_is_written_is_not_lost_and_resumes_exactly(
+    tmp_path, monkeypatch, run_config, read_history
+):
     straight = run_config(tmp_path / "straight", *SHORT)
     last_epoch = len(read_history(tmp_path / "straight"))
 
@@ -243,7 +246,7 @@ def test_a_signal_while_the_last_checkpoint_is_written_is_not_lost_and_resumes_e
     assert resumed["test/acc"] == straight["test/acc"]
 
 
-def test_a_signal_during_the_final_test_ends_the_run_as_interrupted(tmp_path, monkeypatch):
+def test_a_signal_during_the_final_test_ends_the_run_as_interrupted(tmp_path, monkeypatch, run_config):
     from qtrain import run
 
     original = run.report_test_split
@@ -259,7 +262,9 @@ def test_a_signal_during_the_final_test_ends_the_run_as_interrupted(tmp_path, mo
     assert stopped.value.checkpoint == tmp_path / "checkpoints" / "last.pt"
 
 
-def test_a_finished_run_resumed_with_more_epochs_goes_on_with_the_schedule_planned_anew(tmp_path, caplog):
+def test_a_finished_run_resumed_with_more_epochs_goes_on_with_the_schedule_planned_anew(
+    tmp_path, caplog, run_config, read_history
+):
     caplog.set_level(logging.INFO, logger="qtrain")
     run_config(tmp_path / "two", *SHORT, "stages.train.epochs=2")
     run_config(tmp_path / "four", *SHORT, "stages.train.epochs=4")
@@ -275,7 +280,7 @@ def test_a_finished_run_resumed_with_more_epochs_goes_on_with_the_schedule_plann
         run_config(tmp_path / "other", *SHORT, "stages.train.epochs=4", "optimizer.lr=1e-2", f"ckpt_path={last}")
 
 
-def test_init_from_starts_a_new_run_from_a_checkpoints_weights(tmp_path):
+def test_init_from_starts_a_new_run_from_a_checkpoints_weights(tmp_path, run_config, read_history):
     trained = run_config(tmp_path / "trained", *SHORT)
     best = tmp_path / "trained" / "checkpoints" / "best.pt"
     # Other settings, a fresh optimizer; with a vanishing lr the weights stay the checkpoint's.
@@ -296,7 +301,9 @@ class Killed(BaseException):
 # before the reordering: last.pt, then best.pt). Copies 5 and 6 are the last epoch's: a kill there
 # once left a best.pt one epoch stale that the resumed run tested.
 @pytest.mark.parametrize("copy", [5, 6])
-def test_a_kill_between_checkpoint_writes_leaves_a_pair_that_resumes_exactly(tmp_path, monkeypatch, copy):
+def test_a_kill_between_checkpoint_writes_leaves_a_pair_that_resumes_exactly(
+    tmp_path, monkeypatch, copy, run_config, final_weights
+):
     straight = run_config(tmp_path / "straight", *SHORT)
     original, calls = run_checkpoints.copy_checkpoint, []
 
@@ -317,7 +324,7 @@ def test_a_kill_between_checkpoint_writes_leaves_a_pair_that_resumes_exactly(tmp
     assert all(torch.equal(straight_weights[k], resumed_weights[k]) for k in straight_weights)
 
 
-def test_debug_overfit_learns_its_few_batches_far_better_than_fresh_ones(tmp_path):
+def test_debug_overfit_learns_its_few_batches_far_better_than_fresh_ones(tmp_path, run_config, read_history):
     # The same 2 batches every epoch (order and augmentation too) are learned by heart; 2 fresh
     # batches per epoch, the same number of steps, are not.
     common = ["model=simple_cnn", "hardware=cpu", "trainer.progress=false", "dataset.augment.enabled=false"]

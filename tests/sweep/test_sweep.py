@@ -4,14 +4,15 @@ resumes, a storage created once, job names and tags, redacted storage URLs."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import optuna
 import pytest
-from conftest import CONF, make_config, options, run_cli
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from sqlalchemy.exc import IntegrityError
 
+import qtrain
 from qtrain.errors import ConfigError
 from qtrain.sweep import storage as storage_module
 from qtrain.sweep.plots import write_study_plots
@@ -19,6 +20,8 @@ from qtrain.sweep.sampler import TrialSeededTPESampler
 from qtrain.sweep.space import model_space
 from qtrain.tracking.redact import RedactingFilter, redact
 from qtrain.tracking.sweep_job import job_name, swept_keys
+
+CONF = Path(qtrain.CONFIG_DIR)  # the config groups
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -141,7 +144,7 @@ def test_one_search_space_serves_every_model_with_the_keys_it_has(search, model,
     assert cfg.hydra.sweeper._target_ == "qtrain.sweep.sweeper.QtrainOptunaSweeper"
 
 
-def test_a_circuit_search_of_a_classical_model_is_refused_with_the_models_that_have_one():
+def test_a_circuit_search_of_a_classical_model_is_refused_with_the_models_that_have_one(options, make_config):
     hybrids = [m for m in options("model") if make_config(f"model={m}").model.get("quantum") is not None]
     assert "cnn_quantum" in hybrids and "resnet" not in hybrids
     with initialize_config_dir(config_dir=str(CONF)):
@@ -156,7 +159,7 @@ def test_a_circuit_search_of_a_classical_model_is_refused_with_the_models_that_h
 
 
 @pytest.mark.slow  # a command-line sweep (about 7 s)
-def test_on_the_command_line_the_refusal_is_one_line_before_anything_is_written(tmp_path):
+def test_on_the_command_line_the_refusal_is_one_line_before_anything_is_written(tmp_path, run_cli):
     result = run_cli(
         "-m", "hparams_search=optuna_quantum", "model=resnet", "tracking=mlflow", "tracking.mlflow.uri=sqlite:///mlflow.db",
         cwd=tmp_path,

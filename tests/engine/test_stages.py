@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from conftest import final_weights, interrupt_after, make_config, read_history, run_config
 from hydra.utils import execution_whitelist, instantiate
 
 from qtrain import TRUSTED_TARGETS
@@ -41,7 +40,7 @@ def changed(before: dict, after: dict, prefix: str) -> list[bool]:
     return [not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix)]
 
 
-def test_each_stage_changes_only_what_it_trains(tmp_path):
+def test_each_stage_changes_only_what_it_trains(tmp_path, run_config):
     metrics = run_config(tmp_path, *STAGED)
     classical, quantum, ensemble = (stage_weights(tmp_path, s) for s in ("classical", "quantum", "ensemble"))
     # quantum stage: encoder, compression and classical heads bitwise unchanged (batch-norm statistics too)
@@ -63,7 +62,7 @@ def test_each_stage_changes_only_what_it_trains(tmp_path):
     assert float(first["ensemble/classical_a"]) == pytest.approx(0.5)
 
 
-def test_a_masked_head_contributes_nothing():
+def test_a_masked_head_contributes_nothing(make_config):
     model = build(make_config("model=hybrid_ensemble").model).eval()
     model.active_heads = ["classical_a", "classical_b"]
     x = torch.randn(4, 1, 16, 16)
@@ -78,9 +77,11 @@ def test_a_masked_head_contributes_nothing():
     torch.testing.assert_close(after["ensemble"], expected)
 
 
-def test_resume_in_the_middle_of_stage_two_ends_with_the_same_weights(tmp_path, monkeypatch):
+def test_resume_in_the_middle_of_stage_two_ends_with_the_same_weights(
+    tmp_path, monkeypatch, run_config, interrupt_after, final_weights
+):
     run_config(tmp_path / "straight", *STAGED)
-    interrupt_after(monkeypatch, 4)  # classical: 3 steps, then 1 step into the quantum stage
+    interrupt_after(4)  # classical: 3 steps, then 1 step into the quantum stage
     with pytest.raises(TrainingInterrupted) as stopped:
         run_config(tmp_path / "cut", *STAGED)
     monkeypatch.undo()
@@ -107,20 +108,20 @@ def test_resume_in_the_middle_of_stage_two_ends_with_the_same_weights(tmp_path, 
         (["stages.classical.cache_features=true"], "stages.classical.cache_features=True: needs everything below"),
     ],
 )
-def test_a_bad_stage_is_refused_before_training(overrides, message):
+def test_a_bad_stage_is_refused_before_training(overrides, message, make_config):
     cfg = make_config("model=hybrid_ensemble", "stages=classical_quantum_ensemble", *overrides)
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         plan_stages(describe(cfg).stages, build(cfg.model))
 
 
-def test_a_single_output_model_has_no_heads_to_mask():
+def test_a_single_output_model_has_no_heads_to_mask(make_config):
     cfg = make_config("model=simple_cnn", "+stages.train.active_heads=[quantum]")
     with pytest.raises(ConfigError, match="stages.train.active_heads=.*one output, no named heads"):
         plan_stages(describe(cfg).stages, build(cfg.model))
 
 
 @pytest.mark.slow
-def test_the_staged_preset_reaches_97_percent_on_digits(tmp_path):
+def test_the_staged_preset_reaches_97_percent_on_digits(tmp_path, run_config):
     metrics = run_config(
         tmp_path, "model=hybrid_ensemble", "stages=classical_quantum_ensemble", "hardware=cpu", "trainer.progress=false"
     )
@@ -128,7 +129,7 @@ def test_the_staged_preset_reaches_97_percent_on_digits(tmp_path):
     assert metrics["test/acc_quantum"] >= 0.9  # the quantum head alone, on the frozen encoder
 
 
-def test_cached_and_uncached_quantum_stages_agree(tmp_path):
+def test_cached_and_uncached_quantum_stages_agree(tmp_path, run_config, read_history):
     common = [*STAGED, "dataset.augment.enabled=false"]
     run_config(tmp_path / "plain", *common)
     run_config(tmp_path / "cached", *common, "stages.quantum.cache_features=true")
@@ -143,7 +144,7 @@ def test_cached_and_uncached_quantum_stages_agree(tmp_path):
     assert features.shape == (len(labels), 16) and saved["class_names"] == [str(d) for d in range(10)]
 
 
-def test_heads_train_later_on_exported_features(tmp_path):
+def test_heads_train_later_on_exported_features(tmp_path, run_config, final_weights, read_history):
     run_config(tmp_path / "staged", *STAGED, "stages.quantum.cache_features=true")
     exported = tmp_path / "staged" / "features.pt"
     quantum_only = ["stages.train.trainable=[quantum]", "stages.train.active_heads=[quantum]"]
@@ -158,7 +159,7 @@ def test_heads_train_later_on_exported_features(tmp_path):
         run_config(tmp_path / "bad", *common, "dataset.num_features=8")
 
 
-def test_a_run_resumed_with_stages_added_after_its_own_trains_them(tmp_path):
+def test_a_run_resumed_with_stages_added_after_its_own_trains_them(tmp_path, run_config):
     first_only = ["stages.quantum=null", "stages.ensemble=null"]
     run_config(tmp_path / "classical", *STAGED, *first_only)
     last = tmp_path / "classical" / "checkpoints" / "last.pt"

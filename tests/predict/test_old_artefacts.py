@@ -1,4 +1,4 @@
-"""Artefacts written by qtrain 0.1.0 (tests/fixtures/v0.1.0, before the layout changed)
+"""Artefacts written by qtrain 0.1.0 (tests/predict/fixtures/v0.1.0, before the layout changed)
 still evaluate, resume and load: their `_target_` paths and classes are today's."""
 
 from __future__ import annotations

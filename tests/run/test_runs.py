@@ -8,12 +8,11 @@ import math
 
 import pytest
 import torch
-from conftest import run_cli, run_config
 
 pytestmark = pytest.mark.slow  # full-length runs: make test-slow
 
 
-def test_the_default_run_is_resnet_quantum_and_reaches_95_percent(tmp_path):
+def test_the_default_run_is_resnet_quantum_and_reaches_95_percent(tmp_path, run_config):
     # `python -m qtrain`: resnet18 -> 6-qubit circuit on digits, 12 epochs (~2 min on 2 cores)
     metrics = run_config(tmp_path, "hardware=cpu", "trainer.progress=false")
     written = json.loads((tmp_path / "metrics.json").read_text())
@@ -22,13 +21,13 @@ def test_the_default_run_is_resnet_quantum_and_reaches_95_percent(tmp_path):
     assert saved["encoder"]["name"] == "resnet18" and saved["quantum"]["backend"] == "torch"
 
 
-def test_simple_cnn_on_digits_reaches_97_percent(tmp_path):
+def test_simple_cnn_on_digits_reaches_97_percent(tmp_path, run_config):
     metrics = run_config(tmp_path, "model=simple_cnn", "dataset=digits", "hardware=cpu", "trainer.progress=false")
     assert metrics["test/acc"] >= 0.97
 
 
 @pytest.mark.parametrize("model", ["resnet", "vit"])
-def test_timm_models_train_on_digits(tmp_path, model):
+def test_timm_models_train_on_digits(tmp_path, model, run_config):
     metrics = run_config(tmp_path, f"model={model}", "dataset.image_size=16", "debug=fast", "hardware=cpu")
     assert math.isfinite(metrics["test/loss"])
     with open(tmp_path / "history.csv") as f:
@@ -36,7 +35,7 @@ def test_timm_models_train_on_digits(tmp_path, model):
     assert int(row["step"]) == 3 and math.isfinite(float(row["train/loss"]))  # debug=fast: 3 batches
 
 
-def test_multirun_writes_one_directory_per_job(tmp_path):
+def test_multirun_writes_one_directory_per_job(tmp_path, run_cli):
     sweep = tmp_path / "sweep"
     result = run_cli(
         "-m", "model=simple_cnn", "debug=fast", "optimizer=adam,sgd", f"hydra.sweep.dir={sweep}", cwd=tmp_path
@@ -49,6 +48,6 @@ def test_multirun_writes_one_directory_per_job(tmp_path):
     assert all("test/acc" in json.loads((job / "metrics.json").read_text()) for job in jobs)
 
 
-def test_cnn_quantum_on_digits_reaches_95_percent(tmp_path):
+def test_cnn_quantum_on_digits_reaches_95_percent(tmp_path, run_config):
     metrics = run_config(tmp_path, "model=cnn_quantum", "dataset=digits", "hardware=cpu", "trainer.progress=false")
     assert metrics["test/acc"] >= 0.95

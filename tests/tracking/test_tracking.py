@@ -13,18 +13,20 @@ import mlflow.pytorch
 import optuna
 import pytest
 import torch
-from conftest import ROOT, make_config, run_cli, run_config
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from omegaconf import OmegaConf
 from PIL import Image
 
+import qtrain
 from qtrain.config import describe
-from qtrain.config.resolvers import direction
 from qtrain.errors import TrainingDiverged, TrainingInterrupted
+from qtrain.tasks import direction
 from qtrain.tracking.mlflow_run import MlflowTracker, config_params
 from qtrain.tracking.mlflow_store import PARENT_ROLE, SWEEP_TAG, connect, sweep_parent
 from qtrain.tracking.sync import main as sync_main
+
+ROOT = Path(qtrain.CONFIG_DIR).parent  # the repository
 
 
 def runs_of(uri: str, experiment: str = "qtrain-digits") -> list:
@@ -35,7 +37,7 @@ def runs_of(uri: str, experiment: str = "qtrain-digits") -> list:
     return client.search_runs([found.experiment_id])
 
 
-def test_a_run_logs_config_metrics_and_files(tmp_path):
+def test_a_run_logs_config_metrics_and_files(tmp_path, run_cli):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     run_dir = tmp_path / "run"
     result = run_cli(
@@ -97,7 +99,7 @@ def test_a_run_logs_config_metrics_and_files(tmp_path):
     )
 
 
-def test_config_params_are_dotted_and_cut_to_mlflows_limit():
+def test_config_params_are_dotted_and_cut_to_mlflows_limit(make_config):
     cfg = make_config(
         "model=cnn_quantum",
         "model.quantum.n_qubits=6",
@@ -110,7 +112,7 @@ def test_config_params_are_dotted_and_cut_to_mlflows_limit():
     assert len(params["model.quantum.observables"]) == 6000
 
 
-def test_unreachable_server_is_one_warning_and_the_run_goes_on(tmp_path, caplog):
+def test_unreachable_server_is_one_warning_and_the_run_goes_on(tmp_path, caplog, run_config):
     metrics = run_config(
         tmp_path,
         "model=simple_cnn",
@@ -125,7 +127,7 @@ def test_unreachable_server_is_one_warning_and_the_run_goes_on(tmp_path, caplog)
     assert json.loads((tmp_path / "metrics.json").read_text())["test/acc"] == metrics["test/acc"]
 
 
-def test_a_diverged_run_is_marked_failed(tmp_path):
+def test_a_diverged_run_is_marked_failed(tmp_path, run_config):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     with pytest.raises(TrainingDiverged, match="train/loss=nan in stage train, epoch 1: training diverged"):
         run_config(
@@ -149,7 +151,7 @@ def test_a_diverged_run_is_marked_failed(tmp_path):
         (RuntimeError("boom"), "FAILED"),
     ],
 )
-def test_a_run_ends_with_the_status_of_how_it_ended(tmp_path, error, status):
+def test_a_run_ends_with_the_status_of_how_it_ended(tmp_path, error, status, make_config):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     tracker = MlflowTracker(uri=uri, experiment="qtrain-digits")
     with contextlib.suppress(type(error) if error else ()), tracker.track(make_config("model=simple_cnn"), tmp_path):
@@ -175,7 +177,7 @@ def test_objective_direction_follows_the_metric(task, metric, expected):
 
 
 @pytest.mark.slow
-def test_optuna_sweep_nests_trials_and_records_a_failed_one(tmp_path):
+def test_optuna_sweep_nests_trials_and_records_a_failed_one(tmp_path, run_cli):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     storage = f"sqlite:///{tmp_path}/optuna.db"
     result = run_cli(
@@ -233,7 +235,7 @@ def test_optuna_sweep_nests_trials_and_records_a_failed_one(tmp_path):
     ]
 
 
-def test_malformed_search_space_names_the_key(tmp_path):
+def test_malformed_search_space_names_the_key(tmp_path, run_cli):
     result = run_cli(
         "-m",
         "hparams_search=optuna",
@@ -285,7 +287,7 @@ def write_run_dir(run_dir: Path, cfg) -> None:
     Image.new("RGB", (8, 8)).save(run_dir / "plots" / "confusion_matrix.png")
 
 
-def tracked_with_outage(tmp_path, monkeypatch, back_at_end: bool) -> tuple[str, Path]:
+def tracked_with_outage(make_config, tmp_path, monkeypatch, back_at_end: bool) -> tuple[str, Path]:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     cfg = make_config("model=simple_cnn", "tracking=mlflow", f"tracking.mlflow.uri={uri}")
     run_dir = tmp_path / "run"
@@ -302,8 +304,8 @@ def tracked_with_outage(tmp_path, monkeypatch, back_at_end: bool) -> tuple[str, 
     return uri, run_dir
 
 
-def test_a_run_whose_server_came_back_is_completed_and_closed_at_its_end(tmp_path, monkeypatch, caplog):
-    uri, _ = tracked_with_outage(tmp_path, monkeypatch, back_at_end=True)
+def test_a_run_whose_server_came_back_is_completed_and_closed_at_its_end(tmp_path, monkeypatch, caplog, make_config):
+    uri, _ = tracked_with_outage(make_config, tmp_path, monkeypatch, back_at_end=True)
     (run,) = runs_of(uri)
     assert run.info.status == "FINISHED"
     client = MlflowClient(uri)
@@ -314,8 +316,10 @@ def test_a_run_whose_server_came_back_is_completed_and_closed_at_its_end(tmp_pat
     assert caplog.text.count("MLflow tracking at") == 1  # the first failure, once
 
 
-def test_a_run_whose_server_stayed_away_says_how_to_sync_and_sync_completes_it(tmp_path, monkeypatch, caplog):
-    uri, run_dir = tracked_with_outage(tmp_path, monkeypatch, back_at_end=False)
+def test_a_run_whose_server_stayed_away_says_how_to_sync_and_sync_completes_it(
+    tmp_path, monkeypatch, caplog, make_config
+):
+    uri, run_dir = tracked_with_outage(make_config, tmp_path, monkeypatch, back_at_end=False)
     (run,) = runs_of(uri)
     assert run.info.status == "RUNNING"
     assert f"python -m qtrain.tracking.sync {run_dir}" in caplog.text
@@ -328,7 +332,7 @@ def test_a_run_whose_server_stayed_away_says_how_to_sync_and_sync_completes_it(t
     assert {"metrics.json", "history.csv", "plots"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
-def test_sync_makes_a_run_from_a_run_directory_never_tracked(tmp_path):
+def test_sync_makes_a_run_from_a_run_directory_never_tracked(tmp_path, make_config):
     run_dir = tmp_path / "run"
     write_run_dir(run_dir, make_config("model=simple_cnn"))
     (run_dir / ".hydra" / "overrides.yaml").write_text("- hydra.sweeper.storage=postgresql://u:s3cret@db/optuna\n")
@@ -344,7 +348,7 @@ def test_sync_makes_a_run_from_a_run_directory_never_tracked(tmp_path):
     assert sync_main([str(tmp_path / "nothing")]) == 2
 
 
-def test_passwords_in_urls_are_redacted_in_params(tmp_path):
+def test_passwords_in_urls_are_redacted_in_params(tmp_path, make_config):
     cfg = make_config("tracking=mlflow", "tracking.mlflow.uri=postgresql://alice:s3cret@db.lab:5432/mlflow")
     params = config_params(describe(cfg).values, {"model": "resnet_quantum", "quantum@model.quantum": "zz_su2"})
     assert params["tracking.mlflow.uri"] == "postgresql://alice:***@db.lab:5432/mlflow"
@@ -354,7 +358,7 @@ def test_passwords_in_urls_are_redacted_in_params(tmp_path):
 
 
 @pytest.mark.slow  # a CLI run that waits out an unreachable server
-def test_a_password_in_the_tracking_uri_reaches_no_log(tmp_path):
+def test_a_password_in_the_tracking_uri_reaches_no_log(tmp_path, run_cli):
     run_dir = tmp_path / "run"
     result = run_cli(
         "model=simple_cnn",
@@ -373,7 +377,7 @@ def test_a_password_in_the_tracking_uri_reaches_no_log(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_joblib_sweep_runs_jobs_in_parallel_under_one_parent(tmp_path):
+def test_a_joblib_sweep_runs_jobs_in_parallel_under_one_parent(tmp_path, run_cli):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     result = run_cli(
         "-m",

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import CONF, ROOT, make_config, options, run_cli
 from hydra.utils import execution_whitelist, instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -21,6 +21,9 @@ from qtrain.engine.hardware import resolve_device
 from qtrain.errors import ConfigError
 from qtrain.tasks import TASKS, Task
 from qtrain.tracking.tracker import Tracker
+
+CONF = Path(qtrain.CONFIG_DIR)  # the config groups
+ROOT = Path(qtrain.CONFIG_DIR).parent  # the repository
 
 GROUPS = [
     "task",
@@ -49,8 +52,8 @@ REQUIRED = {
 }
 
 
-@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
-def test_every_option_composes_and_instantiates(group, option):
+@pytest.mark.parametrize("group,option", [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))])
+def test_every_option_composes_and_instantiates(group, option, make_config):
     override = f"{CHOICE_KEYS.get(group, group)}={option}"
     hybrid = ["model=cnn_quantum"] if group in ("encoder", "quantum") else []
     cfg = make_config(override, *REQUIRED.get(override, hybrid))
@@ -120,18 +123,18 @@ def test_every_option_composes_and_instantiates(group, option):
                 assert cfg.hardware.profile and cfg.trainer.limit_epochs == 1
 
 
-def test_stage_length_is_set_from_the_cli():
+def test_stage_length_is_set_from_the_cli(make_config):
     cfg = make_config("stages.train.epochs=5", "optimizer.lr=0.01")
     assert cfg.stages.train.epochs == 5
     assert cfg.stages.train.lr == 0.01  # a stage's lr follows the optimizer's unless set
 
 
-def test_models_read_shapes_from_the_dataset():
+def test_models_read_shapes_from_the_dataset(make_config):
     cfg = make_config("dataset=cifar10", "model=resnet")
     assert (cfg.model.num_classes, cfg.model.in_channels) == (10, 3)
 
 
-def test_help_lists_groups_and_options(tmp_path):
+def test_help_lists_groups_and_options(tmp_path, run_cli, options):
     result = run_cli("--help", cwd=tmp_path)
     assert result.returncode == 0
     for group in GROUPS:
@@ -139,7 +142,7 @@ def test_help_lists_groups_and_options(tmp_path):
         assert set(line.split(":", 1)[1].replace(",", " ").split()) == set(options(group))
 
 
-def test_cfg_job_prints_the_composed_config(tmp_path):
+def test_cfg_job_prints_the_composed_config(tmp_path, run_cli):
     result = run_cli("--cfg", "job", "model=resnet", "optimizer.lr=0.5", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     job = yaml.safe_load(result.stdout)
@@ -147,7 +150,7 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
     assert job["optimizer"]["lr"] == 0.5
 
 
-def test_tab_completion_offers_group_options(tmp_path):
+def test_tab_completion_offers_group_options(tmp_path, options):
     qtrain = ROOT / ".venv" / "bin" / "qtrain"
     command = [str(qtrain)] if qtrain.exists() else [sys.executable, "-m", "qtrain"]
     env = {**os.environ, "COMP_LINE": "qtrain model="}
@@ -173,21 +176,21 @@ def test_tab_completion_offers_group_options(tmp_path):
         ("hardware.tf33=true", "hardware.tf33=true: not a hardware setting; did you mean hardware.tf32?"),
     ],
 )
-def test_a_value_of_the_wrong_type_or_choice_is_refused_by_composition_in_a_line(override, message):
+def test_a_value_of_the_wrong_type_or_choice_is_refused_by_composition_in_a_line(override, message, make_config):
     """The schemas (qtrain.config.schema) refuse while Hydra composes, before any job starts."""
     with pytest.raises(ConfigError) as error:
         make_config("model=cnn_quantum", override)
     assert str(error.value) == message
 
 
-def test_a_schema_refusal_on_the_command_line_is_one_line_and_exit_1(tmp_path):
+def test_a_schema_refusal_on_the_command_line_is_one_line_and_exit_1(tmp_path, run_cli):
     result = run_cli("model=cnn_quantum", "hardware=cpu", "model.quantum.dtype=float16", cwd=tmp_path)
     assert result.returncode == 1
     assert (result.stdout + result.stderr).strip() == "model.quantum.dtype=float16: use one of float32, float64"
     assert not any(tmp_path.iterdir())
 
 
-def test_every_preset_of_a_schema_group_is_typed_by_its_schema():
+def test_every_preset_of_a_schema_group_is_typed_by_its_schema(options, make_config):
     for hardware in options("hardware"):
         assert OmegaConf.get_type(make_config(f"hardware={hardware}").hardware) is config_schema.Hardware
     for preset in options("quantum"):

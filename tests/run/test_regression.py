@@ -9,14 +9,12 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from conftest import make_config, run_cli, run_config
 
 from qtrain.config.checks import check_config
 from qtrain.data.signal import SignalData, generate
 from qtrain.errors import ArgumentError, ConfigError
-from qtrain.metrics import regression_metrics
 from qtrain.models.lstm_signal import LSTMSignal
-from qtrain.tasks import Regression
+from qtrain.tasks import Regression, regression_metrics
 
 SETTINGS = {
     "num_samples": 40,
@@ -147,7 +145,7 @@ def test_unknown_mode_is_refused():
         LSTMSignal(num_conditions=2, mode="stateless")
 
 
-def test_signal_chooses_the_regression_task_and_its_monitor():
+def test_signal_chooses_the_regression_task_and_its_monitor(make_config):
     cfg = make_config("model=lstm_signal", "dataset=signal")
     assert cfg.task._target_ == "qtrain.tasks.Regression" and cfg.model.num_conditions == 4
     assert (cfg.trainer.monitor, cfg.trainer.monitor_mode, cfg.objective) == ("val/mse", "min", "val/mse_best")
@@ -164,12 +162,12 @@ def test_signal_chooses_the_regression_task_and_its_monitor():
         (["dataset=signal", "model=simple_cnn"], r"model.num_classes=\$\{dataset.num_classes\}: interpolation key"),
     ],
 )
-def test_a_model_and_dataset_that_do_not_fit_are_refused(overrides, message):
+def test_a_model_and_dataset_that_do_not_fit_are_refused(overrides, message, make_config):
     with pytest.raises(ConfigError, match=message + ".*do not fit together"):
         check_config(make_config(*overrides))
 
 
-def test_a_regression_run_writes_its_metrics_plots_and_report(tmp_path):
+def test_a_regression_run_writes_its_metrics_plots_and_report(tmp_path, run_config):
     metrics = run_config(tmp_path, *SHORT, f"dataset.root={tmp_path / 'data'}", "trainer.monitor=val/r2")
     saved = json.loads((tmp_path / "metrics.json").read_text())
     for name in ("mse", "rmse", "mae", "corr", "r2", "snr_db"):
@@ -183,13 +181,13 @@ def test_a_regression_run_writes_its_metrics_plots_and_report(tmp_path):
     assert "test/corr" in (tmp_path / "report.txt").read_text()
 
 
-def test_a_classification_monitor_is_refused_for_regression(tmp_path):
+def test_a_classification_monitor_is_refused_for_regression(tmp_path, run_config):
     with pytest.raises(ConfigError, match=r"trainer.monitor=val/acc: use one of val/mse, val/rmse, val/mae, val/corr"):
         run_config(tmp_path, *SHORT, f"dataset.root={tmp_path / 'data'}", "trainer.monitor=val/acc")
 
 
 @pytest.mark.slow
-def test_the_default_signal_run_reaches_r2_090_and_corr_095(tmp_path):
+def test_the_default_signal_run_reaches_r2_090_and_corr_095(tmp_path, run_config):
     metrics = run_config(
         tmp_path, "model=lstm_signal", "dataset=signal", f"dataset.root={tmp_path}", "trainer.progress=false"
     )
@@ -197,7 +195,7 @@ def test_the_default_signal_run_reaches_r2_090_and_corr_095(tmp_path):
 
 
 @pytest.mark.slow
-def test_an_optuna_sweep_minimizes_val_mse_best(tmp_path):
+def test_an_optuna_sweep_minimizes_val_mse_best(tmp_path, run_cli):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     result = run_cli(
         "-m",

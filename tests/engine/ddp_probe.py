@@ -1,6 +1,6 @@
 """`python -m qtrain` as torchrun starts it, with each rank recording what it trained on.
 
-tests/test_distributed.py runs `torchrun --nproc_per_node=2 tests/ddp_probe.py <overrides>`:
+tests/engine/test_distributed.py runs `torchrun --nproc_per_node=2 tests/engine/ddp_probe.py <overrides>`:
 every rank runs qtrain's real entry point, and writes `$PROBE_DIR/rank<N>.pt` holding
 the sample indices of every training batch it drew and its weights after training.
 With `PROBE_SIGTERM_RANK1_AFTER=N`, rank 1 alone gets a real SIGTERM after N steps.

@@ -53,8 +53,8 @@ def test_the_refusals_and_the_help_text_list_the_registered_backends(toy):
 def test_a_registered_backend_is_chosen_from_the_config(toy):
     from hydra.utils import execution_whitelist
 
-    from qtrain.config.build import build
     from qtrain.config.targets import TRUSTED_TARGETS
+    from qtrain.models.build import build
 
     cfg = qtrain.compose(["model=cnn_quantum", "model.quantum.n_qubits=3", "model.quantum.backend=toy"])
     with execution_whitelist(TRUSTED_TARGETS):

@@ -1,8 +1,6 @@
-"""Parts built from config nodes, their refusals said in config keys.
-
-qtrain's parts (models, the quantum layer) raise ArgumentError naming their own
-arguments (`patch_size=5`, `quantum.backend=gpu`); the app names the config key the user
-sets (`encoder.patch_size=5`, `model.quantum.backend=gpu`) and exits with one line."""
+"""A model built from its config node, its refusals said in config keys: a part raises
+ArgumentError naming its own argument (`patch_size=5`); the app names the key the user
+sets (`encoder.patch_size=5`) and exits with one line."""
 
 from __future__ import annotations
 

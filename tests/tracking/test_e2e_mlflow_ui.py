@@ -11,9 +11,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
 from mlflow import MlflowClient
 from servers import mlflow_server
+
+import qtrain
+
+ROOT = Path(qtrain.CONFIG_DIR).parent  # the repository
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +30,7 @@ TRAIN = (
 )
 
 
-def qtrain(*args: str, cwd: Path, uri: str) -> str:
+def qtrain_cli(run_cli, *args: str, cwd: Path, uri: str) -> str:
     env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"}
     result = run_cli(*args, *TRAIN, "tracking=mlflow", cwd=cwd, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -63,9 +66,10 @@ def close_assistant(page) -> None:
         close.first.click()
 
 
-def test_the_mlflow_ui_shows_the_sweep_its_children_and_a_run(tmp_path, browser):
+def test_the_mlflow_ui_shows_the_sweep_its_children_and_a_run(tmp_path, browser, run_cli):
     with mlflow_server(tmp_path) as uri:
-        sweep = qtrain(
+        sweep = qtrain_cli(
+            run_cli,
             "-m",
             "hparams_search=optuna",
             "hydra.sweeper.n_trials=2",
@@ -74,7 +78,7 @@ def test_the_mlflow_ui_shows_the_sweep_its_children_and_a_run(tmp_path, browser)
             cwd=tmp_path,
             uri=uri,
         )
-        qtrain(f"hydra.run.dir={tmp_path / 'single'}", cwd=tmp_path, uri=uri)
+        qtrain_cli(run_cli, f"hydra.run.dir={tmp_path / 'single'}", cwd=tmp_path, uri=uri)
         client = MlflowClient(uri)
         runs = client.search_runs([client.get_experiment_by_name("qtrain-digits").experiment_id])
         children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]

@@ -11,7 +11,6 @@ import sys
 
 import pytest
 import torch
-from conftest import run_cli, write_mnist_folder
 from hydra.utils import execution_whitelist, instantiate
 from omegaconf import OmegaConf
 from PIL import Image
@@ -30,7 +29,7 @@ def predict_cli(*args: str, cwd) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, run_cli):
     """One short cnn_quantum run on digits, exported."""
     folder = tmp_path_factory.mktemp("trained")
     result = run_cli("model=cnn_quantum", *SHORT, "export=true", "hydra.run.dir=run", cwd=folder)
@@ -38,7 +37,7 @@ def trained(tmp_path_factory):
     return folder / "run"
 
 
-def test_evaluation_rebuilds_the_model_and_data_from_the_checkpoint(trained, tmp_path):
+def test_evaluation_rebuilds_the_model_and_data_from_the_checkpoint(trained, tmp_path, run_cli):
     best = trained / "checkpoints" / "best.pt"
     # No model= or dataset=: the defaults (resnet_quantum) would not fit these weights.
     result = run_cli("train=false", f"ckpt_path={best}", "hydra.run.dir=eval", "dataset.batch_size=32", cwd=tmp_path)
@@ -92,7 +91,7 @@ def test_the_exported_program_runs_without_qtrain(trained, tmp_path):
     assert result.stdout.strip() == "(5, 10)"
 
 
-def test_a_model_export_cannot_trace_is_one_line_and_the_run_is_kept(tmp_path):
+def test_a_model_export_cannot_trace_is_one_line_and_the_run_is_kept(tmp_path, run_cli):
     # qiskit-machine-learning's connector leaves torch for NumPy: torch.export cannot follow it.
     overrides = ["model=cnn_quantum", "model.quantum.backend=qiskit", "model.quantum.n_qubits=2", "debug=fast"]
     result = run_cli(*overrides, "hardware=cpu", "export=true", "hydra.run.dir=run", cwd=tmp_path)
@@ -123,7 +122,7 @@ def test_predict_labels_a_folder_and_skips_what_is_not_an_image(trained, tmp_pat
     assert (tmp_path / "out" / "predictions.png").stat().st_size > 0
 
 
-def test_predict_reads_images_as_training_did(tmp_path):
+def test_predict_reads_images_as_training_did(tmp_path, write_mnist_folder, run_cli):
     """MNIST test images written as PNG files get the labels the model gives the same
     images through the dataset: predict resizes and normalizes as training did."""
     arrays = write_mnist_folder(tmp_path / "idx", n_train=200, n_test=40)
@@ -159,7 +158,7 @@ def test_predict_without_any_image_is_refused(trained, tmp_path):
     assert f"input={tmp_path / 'notes.txt'}: holds no readable image" in result.stdout
 
 
-def test_train_from_python_returns_the_cli_metrics(tmp_path):
+def test_train_from_python_returns_the_cli_metrics(tmp_path, run_cli):
     overrides = ["model=simple_cnn", "debug=fast", "hardware=cpu", "tracking=none"]
     from_python = qtrain.train(overrides, run_dir=tmp_path / "api")
     assert run_cli(*overrides, "hydra.run.dir=cli", cwd=tmp_path).returncode == 0

@@ -9,14 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from conftest import write_image_folder, write_mnist_folder
 from PIL import Image
 
 from qtrain.data.batches import BatchAugment, TensorBatches, _base_grid, epoch_permutation
 from qtrain.data.digits import DigitsData
 from qtrain.data.idx import FashionMNISTData, MNISTData, read_idx
 from qtrain.data.image_csv import ImageCsvData
-from qtrain.data.image_folder import ImageFolderData
 from qtrain.errors import ConfigError
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -35,7 +33,7 @@ def mnist(root, **kwargs) -> MNISTData:
 
 
 @pytest.mark.parametrize("compress", [True, False])
-def test_idx_reader_round_trips_what_it_reads(tmp_path, compress):
+def test_idx_reader_round_trips_what_it_reads(tmp_path, compress, write_mnist_folder):
     arrays = write_mnist_folder(tmp_path, compress=compress)
     suffix = ".gz" if compress else ""
     images = read_idx(tmp_path / f"train-images-idx3-ubyte{suffix}")
@@ -44,7 +42,7 @@ def test_idx_reader_round_trips_what_it_reads(tmp_path, compress):
     np.testing.assert_array_equal(labels, arrays["train"][1])
 
 
-def test_mnist_reads_a_flat_folder_and_splits_it(tmp_path):
+def test_mnist_reads_a_flat_folder_and_splits_it(tmp_path, write_mnist_folder):
     write_mnist_folder(tmp_path, n_train=200, n_test=50)
     data = mnist(tmp_path, val_fraction=0.1, split_seed=3)
     data.setup("cpu")
@@ -55,14 +53,14 @@ def test_mnist_reads_a_flat_folder_and_splits_it(tmp_path):
     assert torch.bincount(data.splits["val"][1]).tolist() == [2] * 10  # stratified
 
 
-def test_mnist_reads_torchvisions_layout_uncompressed(tmp_path):
+def test_mnist_reads_torchvisions_layout_uncompressed(tmp_path, write_mnist_folder):
     write_mnist_folder(tmp_path / "MNIST" / "raw", compress=False)
     data = mnist(tmp_path)
     data.setup("cpu")
     assert data.size("test") == 50
 
 
-def test_mnist_resizes_and_converts_channels(tmp_path):
+def test_mnist_resizes_and_converts_channels(tmp_path, write_mnist_folder):
     write_mnist_folder(tmp_path)
     data = mnist(tmp_path, image_size=32, in_channels=3)
     data.setup("cpu")
@@ -87,7 +85,7 @@ def test_mnist_download_failure_is_reported_with_the_fix(tmp_path, monkeypatch):
         mnist(tmp_path, download=True).setup("cpu")
 
 
-def test_mnist_download_goes_through_torchvision(tmp_path, monkeypatch):
+def test_mnist_download_goes_through_torchvision(tmp_path, monkeypatch, write_mnist_folder):
     def fake_download(self):  # what torchvision leaves behind: <root>/MNIST/raw/<files>
         write_mnist_folder(Path(self.raw_folder), compress=False)
 
@@ -97,7 +95,7 @@ def test_mnist_download_goes_through_torchvision(tmp_path, monkeypatch):
     assert data.size("test") == 50
 
 
-def test_truncated_idx_file_is_refused(tmp_path):
+def test_truncated_idx_file_is_refused(tmp_path, write_mnist_folder):
     write_mnist_folder(tmp_path, compress=False)
     path = tmp_path / "train-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:1000])
@@ -170,21 +168,9 @@ def test_augment_with_no_change_is_the_identity_and_samples_differ():
     assert len({tuple(o.flatten().round(decimals=3).tolist()) for o in out}) == 6  # one draw per sample
 
 
-def folder(root, **kwargs) -> ImageFolderData:
-    options = {
-        "name": "image_folder",
-        "num_classes": 3,
-        "in_channels": 3,
-        "image_size": 16,
-        "batch_size": 4,
-        "root": str(root),
-    }
-    return ImageFolderData(**{**options, **kwargs})
-
-
-def test_image_folder_splits_class_folders_and_batches(tmp_path):
+def test_image_folder_splits_class_folders_and_batches(tmp_path, write_image_folder, image_folder_data):
     write_image_folder(tmp_path)
-    data = folder(tmp_path, val_fraction=0.2, test_fraction=0.2, augment={"enabled": True, "hflip": True})
+    data = image_folder_data(tmp_path, val_fraction=0.2, test_fraction=0.2, augment={"enabled": True, "hflip": True})
     data.setup("cpu")
     assert data.class_names == ["a", "b", "c"]
     assert (data.size("train"), data.size("val"), data.size("test")) == (19, 5, 6)  # val: 20% of what test left
@@ -193,24 +179,24 @@ def test_image_folder_splits_class_folders_and_batches(tmp_path):
     assert len(data.train_batches(0, skip=2)) == len(data.train_batches(0)) - 2
 
 
-def test_image_folder_uses_train_val_test_folders(tmp_path):
+def test_image_folder_uses_train_val_test_folders(tmp_path, write_image_folder, image_folder_data):
     for split in ("train", "val", "test"):
         write_image_folder(tmp_path / split, per_class=4)
-    data = folder(tmp_path)
+    data = image_folder_data(tmp_path)
     data.setup("cpu")
     assert (data.size("train"), data.size("val"), data.size("test")) == (12, 12, 12)
 
 
-def test_image_folder_without_images_is_refused(tmp_path):
+def test_image_folder_without_images_is_refused(tmp_path, image_folder_data):
     for name in ("a", "b", "c"):
         (tmp_path / name).mkdir()
     with pytest.raises(ConfigError, match=rf"dataset.root={tmp_path}: .*expected one sub-folder of images per class"):
-        folder(tmp_path).setup("cpu")
+        image_folder_data(tmp_path).setup("cpu")
 
 
-def test_image_folder_missing_is_refused(tmp_path):
+def test_image_folder_missing_is_refused(tmp_path, image_folder_data):
     with pytest.raises(ConfigError, match="dataset.root=.*/nope: no such folder"):
-        folder(tmp_path / "nope").setup("cpu")
+        image_folder_data(tmp_path / "nope").setup("cpu")
 
 
 def test_hflip_alone_mirrors_about_half_the_images():
@@ -222,10 +208,10 @@ def test_hflip_alone_mirrors_about_half_the_images():
     assert 16 < sum(mirrored) < 48
 
 
-def test_image_folder_cannot_download(tmp_path):
+def test_image_folder_cannot_download(tmp_path, write_image_folder, image_folder_data):
     write_image_folder(tmp_path)
     with pytest.raises(ConfigError, match="dataset.download=True: an image folder cannot be downloaded"):
-        folder(tmp_path, download=True).setup("cpu")
+        image_folder_data(tmp_path, download=True).setup("cpu")
 
 
 def write_image_csv(root: Path, labels: list[str], splits: list[str] | None = None) -> Path:
@@ -292,19 +278,21 @@ def test_image_csv_names_a_missing_image(tmp_path):
         image_csv(tmp_path).setup("cpu")
 
 
-def test_image_folder_with_one_class_is_refused(tmp_path):
+def test_image_folder_with_one_class_is_refused(tmp_path, write_image_folder, image_folder_data):
     write_image_folder(tmp_path, classes=("only",))
     with pytest.raises(ConfigError, match=r"has 1 class \(\['only'\]\); a classifier needs images of at least two"):
-        folder(tmp_path, num_classes=1).setup("cpu")
+        image_folder_data(tmp_path, num_classes=1).setup("cpu")
 
 
-def test_an_unreadable_image_is_named_or_skipped_with_a_warning(tmp_path, caplog):
+def test_an_unreadable_image_is_named_or_skipped_with_a_warning(
+    tmp_path, caplog, write_image_folder, image_folder_data
+):
     write_image_folder(tmp_path)
     bad = tmp_path / "b" / "3.png"
     bad.write_bytes(b"\x89PNG but not really")
     with pytest.raises(ConfigError, match=rf"{bad} is not a readable image \(1 such files\); .*skip_bad_files=true"):
-        folder(tmp_path).setup("cpu")
-    data = folder(tmp_path, skip_bad_files=True)
+        image_folder_data(tmp_path).setup("cpu")
+    data = image_folder_data(tmp_path, skip_bad_files=True)
     data.setup("cpu")
     assert sum(data.size(split) for split in ("train", "val", "test")) == 29
     assert f"left out 1 unreadable images, e.g. {bad}" in caplog.text

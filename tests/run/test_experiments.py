@@ -4,11 +4,15 @@ test_experiments), on data the test writes; the presets say what they replace.""
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CONF, run_cli, run_config, write_mnist_folder
 from PIL import Image
+
+import qtrain
+
+CONF = Path(qtrain.CONFIG_DIR)  # the config groups
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 # In make test-slow: torch.compile on the CPU (~2 minutes); three stages of a ViT (~16 s).
@@ -39,7 +43,7 @@ def write_image_folder(root, classes=3, per_class=15, size=24):
             Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / f"class{c}" / f"{j}.png")
 
 
-def data_for(experiment: str, tmp_path) -> list[str]:
+def data_for(experiment: str, tmp_path, write_mnist_folder, write_image_folder) -> list[str]:
     """Overrides pointing the preset at small files of its dataset's layout."""
     if experiment.startswith(("mnist", "fashion_mnist")):
         write_mnist_folder(tmp_path / "idx", n_train=120, n_test=40)
@@ -58,16 +62,23 @@ def data_for(experiment: str, tmp_path) -> list[str]:
 @pytest.mark.parametrize(
     "experiment", [pytest.param(e, marks=pytest.mark.slow) if e in SLOW else e for e in EXPERIMENTS]
 )
-def test_every_experiment_runs_under_debug_fast(experiment, tmp_path):
+def test_every_experiment_runs_under_debug_fast(
+    experiment, tmp_path, run_config, write_mnist_folder, write_image_folder
+):
     header = (CONF / "experiment" / f"{experiment}.yaml").read_text().splitlines()
     assert header[0] == "# @package _global_"
     assert any(line.startswith(("# Replaces", "# Fashion-MNIST", "# The classical twin")) for line in header[:3])
-    metrics = run_config(tmp_path / "run", f"experiment={experiment}", "debug=fast", *data_for(experiment, tmp_path))
+    metrics = run_config(
+        tmp_path / "run",
+        f"experiment={experiment}",
+        "debug=fast",
+        *data_for(experiment, tmp_path, write_mnist_folder, write_image_folder),
+    )
     assert np.isfinite(metrics["test/loss"])
     assert (tmp_path / "run" / "model_info.json").is_file()
 
 
-def test_an_unknown_experiment_lists_the_presets(tmp_path):
+def test_an_unknown_experiment_lists_the_presets(tmp_path, run_cli):
     result = run_cli("experiment=nope", cwd=tmp_path)
     assert result.returncode == 1
     assert "Could not find 'experiment/nope'" in result.stderr

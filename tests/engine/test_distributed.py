@@ -11,8 +11,6 @@ import mlflow
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_cli, write_image_folder
-from test_data import folder
 
 from qtrain.data.batches import BatchAugment, TensorSplits, epoch_permutation, shard_order
 
@@ -48,9 +46,9 @@ def test_each_rank_draws_its_own_samples_and_augmentations():
     assert all(torch.equal(a[0], b[0]) for a, b in zip(rank1[1:], resumed, strict=True))
 
 
-def test_image_folder_shards_each_epoch_and_keeps_one_loader(tmp_path):
+def test_image_folder_shards_each_epoch_and_keeps_one_loader(tmp_path, write_image_folder, image_folder_data):
     write_image_folder(tmp_path, per_class=12)
-    data = folder(tmp_path, val_fraction=0.1, test_fraction=0.1, num_workers=1)
+    data = image_folder_data(tmp_path, val_fraction=0.1, test_fraction=0.1, num_workers=1)
     data.setup("cpu")
     loader = data.train_batches(0, shard=(0, 2))
     rank0 = list(loader.sampler.indices)
@@ -60,20 +58,20 @@ def test_image_folder_shards_each_epoch_and_keeps_one_loader(tmp_path):
     assert sum(len(y) for _, y in data.train_batches(1, shard=(1, 2))) == data.size("train") // 2
 
 
-def test_ddp_without_torchrun_is_refused(tmp_path):
+def test_ddp_without_torchrun_is_refused(tmp_path, run_cli):
     result = run_cli("hardware=ddp", "model=simple_cnn", cwd=tmp_path)
     assert result.returncode == 1
     assert "hardware.distributed" in result.stdout and "torchrun --nproc_per_node" in result.stdout
     assert not list(tmp_path.glob("outputs/*/*/checkpoints"))
 
 
-def test_torchrun_without_ddp_is_refused(tmp_path):
+def test_torchrun_without_ddp_is_refused(tmp_path, run_cli):
     result = run_cli("model=simple_cnn", cwd=tmp_path, env={"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"})
     assert result.returncode == 1
     assert "torchrun started 2 processes; add hardware=ddp" in result.stdout
 
 
-def test_a_sweep_under_torchrun_is_refused(tmp_path):
+def test_a_sweep_under_torchrun_is_refused(tmp_path, run_cli):
     torchrun_env = {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}
     result = run_cli("-m", "hardware=ddp", "model=simple_cnn", "seed=1,2", cwd=tmp_path, env=torchrun_env)
     assert result.returncode == 1
@@ -84,7 +82,7 @@ def test_a_sweep_under_torchrun_is_refused(tmp_path):
 def torchrun(*overrides: str, cwd: Path, probe: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     return subprocess.run(
-        [*command, str(ROOT / "tests" / "ddp_probe.py"), *overrides],
+        [*command, str(Path(__file__).with_name("ddp_probe.py")), *overrides],
         check=False,
         cwd=cwd,
         env={**os.environ, "PROBE_DIR": str(probe), "OMP_NUM_THREADS": "1", **(env or {})},

@@ -9,7 +9,6 @@ import sys
 
 import optuna
 import pytest
-from conftest import untracked
 from servers import PASSWORD, postgres_cluster
 
 pytestmark = pytest.mark.e2e
@@ -17,7 +16,7 @@ pytestmark = pytest.mark.e2e
 TRIALS = 3
 
 
-def sweep(url: str, cwd, name: str) -> subprocess.Popen:
+def sweep(untracked, url: str, cwd, name: str) -> subprocess.Popen:
     command = [
         sys.executable,
         "-m",
@@ -40,10 +39,10 @@ def sweep(url: str, cwd, name: str) -> subprocess.Popen:
     )
 
 
-def test_two_sweeps_started_together_share_one_new_study(tmp_path):
+def test_two_sweeps_started_together_share_one_new_study(tmp_path, untracked):
     with postgres_cluster() as url:
         assert url.startswith("postgresql://qtrain:")  # the README's form: SQLAlchemy picks the driver
-        workers = [sweep(url, tmp_path, name) for name in ("a", "b")]
+        workers = [sweep(untracked, url, tmp_path, name) for name in ("a", "b")]
         outputs = [worker.communicate(timeout=600)[0] for worker in workers]
         for worker, output in zip(workers, outputs, strict=True):
             assert worker.returncode == 0, output[-3000:]

@@ -16,16 +16,18 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli, write_image_folder
 
+import qtrain
 from qtrain.engine.checkpoint import load_checkpoint
+
+ROOT = Path(qtrain.CONFIG_DIR).parent  # the repository
 
 FAST = ["model=simple_cnn", "debug=fast", "hardware=cpu"]
 QUANTUM = ["model=cnn_quantum", "debug=fast", "hardware=cpu"]
 
 
 @pytest.fixture(scope="module")
-def earlier(tmp_path_factory) -> Path:
+def earlier(tmp_path_factory, write_image_folder, run_cli) -> Path:
     """Files a user already has: a finished run, a run stopped before its first
     checkpoint, image folders (one with a damaged PNG, one of a single class), a damaged
     checkpoint."""
@@ -89,7 +91,7 @@ REFUSALS = {
 
 @pytest.mark.slow  # a command-line run per case (about 6 s each)
 @pytest.mark.parametrize("case", REFUSALS)
-def test_a_refusal_is_one_line_exit_1_no_mlflow_run_and_nothing_earlier_changed(earlier, tmp_path, case):
+def test_a_refusal_is_one_line_exit_1_no_mlflow_run_and_nothing_earlier_changed(earlier, tmp_path, case, run_cli):
     overrides, message = REFUSALS[case]
     overrides = [o.format(earlier=earlier) for o in overrides]
     if not any(o.startswith("hydra.run.dir=") for o in overrides):
@@ -119,7 +121,7 @@ def final_metrics(run_dir: Path) -> dict:
 
 
 @pytest.mark.slow  # an uninterrupted run, then five stopped ones and their resumes
-def test_a_sigterm_at_any_moment_resumes_to_the_same_metrics_or_is_refused_clearly(tmp_path):
+def test_a_sigterm_at_any_moment_resumes_to_the_same_metrics_or_is_refused_clearly(tmp_path, run_cli):
     started = time.perf_counter()
     straight_run = subprocess.run(cli(*LONG, f"hydra.run.dir={tmp_path / 'straight'}"), check=False, cwd=tmp_path)
     assert straight_run.returncode == 0
@@ -169,13 +171,14 @@ def fsync_or_die(fd):  # atomic_write has written the temporary file and asks fo
 
 os.fsync = fsync_or_die
 from qtrain.__main__ import cli
+
 sys.argv[0] = "qtrain"
 cli()
 """
 
 
 @pytest.mark.slow  # three command-line runs
-def test_a_sigkill_while_last_pt_is_written_keeps_the_previous_one_and_resume_cleans_up(tmp_path):
+def test_a_sigkill_while_last_pt_is_written_keeps_the_previous_one_and_resume_cleans_up(tmp_path, run_cli):
     overrides = [*LONG, "stages.train.epochs=3", "trainer.limit_train_batches=6"]
     assert run_cli(*overrides, f"hydra.run.dir={tmp_path / 'straight'}", cwd=tmp_path).returncode == 0
     killed = subprocess.run(
