@@ -43,7 +43,8 @@ format: $(INSTALLED)
 	$(VENV)/bin/ruff check --fix qtrain tests benchmarks
 	$(VENV)/bin/ruff format qtrain tests benchmarks
 
-bench: $(INSTALLED)  ## training throughput, input pipeline, quantum head per backend, hybrid step cost, peer simulators ([bench] extra); tables in benchmarks/results/
+bench: $(INSTALLED)  ## the first run, training throughput, input pipeline, quantum head per backend, hybrid step cost, peer simulators ([bench] extra); rewrites the tables of docs/benchmarks.md (and benchmarks/results/)
+	$(PY) benchmarks/first_run.py
 	$(PY) benchmarks/training_throughput.py
 	$(PY) benchmarks/input_pipeline.py
 	$(PY) benchmarks/quantum_head.py

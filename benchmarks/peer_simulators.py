@@ -79,7 +79,7 @@ class Circuit:
         self.angles = angles.compile()
 
     def qtrain(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return self.layer.expectations(self.layer.simulator(x, w))
+        return self.layer.runner.expectations(self.layer.runner.simulator(x, w))
 
 
 def pennylane_step(circuit: Circuit, device: str, diff_method: str):
@@ -206,7 +206,7 @@ def copy_bandwidth(threads: int) -> float:
 
 
 def state_traffic(circuit: Circuit) -> int:
-    simulator = circuit.layer.simulator
+    simulator = circuit.layer.runner.simulator
     element = 4 if simulator.real else 8  # float32 or complex64
     steps = len(simulator.steps)
     return (steps + 3 * steps) * 2 * circuit.batch * simulator.dim * element

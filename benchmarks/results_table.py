@@ -1,12 +1,19 @@
-"""Where every benchmark's figures go: <name>.json (all of them) and <name>.md (the table)."""
+"""Where every benchmark's figures go: <name>.json (all of them) and <name>.md (the table)
+in --out, and the table of docs/benchmarks.md between `<!-- bench:<name> -->` and
+`<!-- /bench:<name> -->`, headed by the date, the command and the machine (`make bench`
+rewrites them all)."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import platform
+import sys
 from pathlib import Path
 
 import torch
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 
 def write_results(out: Path, name: str, rows: list[dict], columns: list[str], cells) -> None:
@@ -21,3 +28,19 @@ def write_results(out: Path, name: str, rows: list[dict], columns: list[str], ce
     table = "\n".join(lines)
     (out / f"{name}.md").write_text(table + "\n")
     print(table)
+    rewrite_docs(name, table, machine)
+
+
+def rewrite_docs(name: str, table: str, machine: dict) -> None:
+    """This run's table in place of the docs' one, if the docs have a place for it."""
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    text = DOCS.read_text()
+    if start not in text:
+        return
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    command = " ".join(["python", Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+    where = f"{machine['cpu']}, {machine['threads']} torch threads, torch {machine['torch']}"
+    header = f"Measured {datetime.date.today()} with `{command}` ({where}):"
+    DOCS.write_text(f"{before}{start}\n{header}\n\n{table}\n{end}{after}")
+    print(f"rewrote the {name} table of {DOCS}")

@@ -16,6 +16,7 @@ import torch
 from experiment import build, compose_config
 from results_table import write_results
 
+from qtrain.config import describe
 from qtrain.engine.hardware import autocast_factory, grad_scaler, resolve_amp, resolve_device
 from qtrain.engine.interrupt import StopRequest
 from qtrain.engine.loop import EpochProgress, StepOptions, train_epoch
@@ -32,7 +33,7 @@ def setup(model_name: str, device: torch.device):
     cfg = compose_config(f"model={model_name}")
     model, data = build(cfg.model).to(device), build(cfg.dataset)
     data.setup(device)
-    (stage,) = plan_stages(cfg.stages, model)
+    (stage,) = plan_stages(describe(cfg).stages, model)
     apply_stage(model, stage)
     return model, data, StageLoss(stage.loss_weights, TASK.loss)
 

@@ -110,7 +110,7 @@ class Quantum:
     observables: Any = MISSING  # z, zz, or a list of Pauli strings
     backend: str = MISSING  # a name registered in qtrain.quantum.backends
     shots: Optional[int] = MISSING
-    noise: Optional[dict[str, Any]] = MISSING
+    noise: Any = MISSING  # null, or a mapping (the layer checks it)
     dtype: Dtype = MISSING
     seed: Optional[int] = MISSING
 

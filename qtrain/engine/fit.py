@@ -32,6 +32,7 @@ from qtrain.engine.resume import reopen_lengthened_stage, resume_stage
 from qtrain.engine.run_checkpoints import RunCheckpoints
 from qtrain.engine.stages import HeadsOnly, Stage, StageLoss, apply_stage, plan_stages, unreached_units
 from qtrain.engine.train_state import TrainState
+from qtrain.engine.trainable import HeadedModel, TrainableModel
 from qtrain.errors import TrainingDiverged, TrainingInterrupted
 from qtrain.tracking.console import bar_text, epoch_bar, epoch_line
 
@@ -50,7 +51,7 @@ class Trainer:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: TrainableModel,
         data,
         options: StepOptions,
         optimizer,
@@ -80,6 +81,9 @@ class Trainer:
         criterion = StageLoss(self.stages[-1].loss_weights, self.task.loss)
         stepping = {"accumulate": settings.accumulate_batches, "grad_clip_norm": settings.grad_clip_norm}
         self.options = replace(options, criterion=criterion, on_step=self._count_step, **stepping)
+
+    def _ensemble_weights(self) -> dict[str, float]:
+        return self.model.ensemble_weights() if isinstance(self.model, HeadedModel) else {}
 
     def _count_step(self) -> None:
         self.state.global_step += 1
@@ -210,7 +214,7 @@ class Trainer:
             "lr": optimizer.param_groups[0]["lr"],
             **train,
             **metrics,
-            **{f"ensemble/{head}": w for head, w in getattr(self.model, "ensemble_weights", dict)().items()},
+            **{f"ensemble/{head}": w for head, w in self._ensemble_weights().items()},
             "samples_per_s": all_ranks.samples_per_s,
         }
         if not self.options.step_scheduler:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from qtrain.engine.trainable import HeadedModel
 from qtrain.errors import ConfigError
 
 
@@ -38,7 +39,7 @@ def units(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def heads(model: nn.Module) -> list[str]:
-    return list(model.heads) if isinstance(getattr(model, "heads", None), nn.ModuleDict) else []
+    return list(model.heads) if isinstance(model, HeadedModel) else []
 
 
 def plan_stages(stages: dict, model: nn.Module) -> list[Stage]:
@@ -124,7 +125,7 @@ def unreached_units(stage: Stage, model: nn.Module) -> list[str]:
 def _check_cacheable(key: str, stage: Stage, model: nn.Module, all_heads: list[str]) -> None:
     below_heads = [u for u in units(model) if u not in all_heads and u != "ensemble"]
     trained = [u for u in below_heads if u in stage.trainable]
-    if not hasattr(model, "features") or trained:
+    if not isinstance(model, HeadedModel) or trained:
         raise ConfigError(
             f"{key}.cache_features",
             True,
