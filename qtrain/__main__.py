@@ -52,10 +52,11 @@ def report_schema_errors_in_a_line() -> None:
     qtrain's refusals are one line, `key=value: what is accepted`.
 
     The one private use of Hydra in qtrain: Hydra has no public hook for an error of
-    composition (callbacks run only once a config has composed, and hydra.main prints
-    the error itself), so its reporter, `run_and_report`, is wrapped, and the overrides
-    are read with Hydra's own parser of the command line. This waits on a public
-    error-reporting hook in Hydra (hydra-core is pinned in pyproject.toml;
+    composition. Callbacks run only once a config has composed, and run_and_report honours
+    `sys.excepthook` for a job's exceptions only (hydra-ecosystem/hydra#3317, for #2802),
+    writing a composition error to stderr itself. So `run_and_report` is wrapped, and the
+    overrides are read with Hydra's own parser of the command line. This waits on that
+    hook reaching composition errors (hydra-core is pinned in pyproject.toml;
     tests/run/test_faults.py runs these refusals end to end)."""
     import hydra._internal.utils as hydra_utils  # the exception named above
 

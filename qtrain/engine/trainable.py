@@ -1,6 +1,6 @@
 """What the trainer asks of a model, declared: every model is a TrainableModel; a model
-with named heads (the ensembles) is also a HeadedModel. tests/engine/test_trainable.py
-checks every model of conf/model against them."""
+with named heads (the ensembles) is also a HeadedModel. tests/config/test_config.py
+holds every model of conf/model to them."""
 
 from __future__ import annotations
 

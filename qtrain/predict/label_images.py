@@ -42,7 +42,7 @@ def trained_model(checkpoint: dict, device: torch.device) -> nn.Module:
     with execution_whitelist(TRUSTED_TARGETS):
         model = build(config.model)
     model.load_state_dict(checkpoint["model"])
-    apply_stage(model, plan_stages(stage_settings(config.stages), model)[-1])
+    apply_stage(model, plan_stages(stage_settings(checkpoint["config"]["stages"]), model)[-1])
     return model.to(device).eval()
 
 

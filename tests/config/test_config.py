@@ -18,6 +18,7 @@ from qtrain import TRUSTED_TARGETS
 from qtrain.config import schema as config_schema
 from qtrain.config.checks import check_keys
 from qtrain.engine.hardware import resolve_device
+from qtrain.engine.trainable import HeadedModel, TrainableModel
 from qtrain.errors import ConfigError
 from qtrain.tasks import TASKS, Task
 from qtrain.tracking.tracker import Tracker
@@ -52,6 +53,16 @@ REQUIRED = {
 }
 
 
+def assert_the_trainer_can_drive(model) -> None:
+    """Every model is what the trainer asks for (qtrain.engine.trainable); one with named
+    heads is a HeadedModel, whose masks, cached features and ensemble weights the stages use."""
+    assert isinstance(model, TrainableModel)
+    has_heads = isinstance(getattr(model, "heads", None), torch.nn.ModuleDict)
+    assert isinstance(model, HeadedModel) == has_heads
+    if has_heads:
+        assert model.active_heads == list(model.heads) and set(model.ensemble_weights()) == set(model.heads)
+
+
 @pytest.mark.parametrize("group,option", [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))])
 def test_every_option_composes_and_instantiates(group, option, make_config):
     override = f"{CHOICE_KEYS.get(group, group)}={option}"
@@ -64,8 +75,9 @@ def test_every_option_composes_and_instantiates(group, option, make_config):
             assert data.batch_size == cfg.dataset.batch_size
             assert getattr(data, "num_classes", None) == cfg.dataset.get("num_classes")  # signal has none
         elif option == "lstm_signal":
-            output = instantiate(cfg.model)(torch.randn(2, 7, 1 + len(cfg.dataset.frequencies)))
-            assert output.shape == (2, 7)
+            model = instantiate(cfg.model)
+            assert model(torch.randn(2, 7, 1 + len(cfg.dataset.frequencies))).shape == (2, 7)
+            assert_the_trainer_can_drive(model)
         elif group == "encoder":
             model = instantiate(cfg.model)
             assert model.encoder.num_features == model.head.compress.in_features  # the encoder group's choice
@@ -80,6 +92,7 @@ def test_every_option_composes_and_instantiates(group, option, make_config):
             output = model(x)
             logits = output["ensemble"] if isinstance(output, dict) else output
             assert logits.shape == (2, cfg.dataset.num_classes)
+            assert_the_trainer_can_drive(model)
         elif group == "quantum":
             text = yaml.safe_load((CONF / "quantum" / f"{option}.yaml").read_text())
             preset = {k: v for k, v in text.items() if k not in ("defaults", "n_qubits", "seed")}
@@ -218,3 +231,10 @@ def test_the_schemas_choices_are_what_the_parts_accept():
     assert {mode for task in TASKS.values() for mode in task.directions.values()} == set(
         names(config_schema.MonitorMode)
     )
+
+
+def test_the_config_boundary_imports_without_torch_or_qiskit():
+    """`python -m qtrain --help` composes through qtrain.config alone: it stays fast."""
+    code = "import sys, qtrain, qtrain.config; print(sorted({'torch', 'qiskit'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -91,6 +91,7 @@ def test_the_exported_program_runs_without_qtrain(trained, tmp_path):
     assert result.stdout.strip() == "(5, 10)"
 
 
+@pytest.mark.slow  # trains through qiskit-machine-learning (about 20 s)
 def test_a_model_export_cannot_trace_is_one_line_and_the_run_is_kept(tmp_path, run_cli):
     # qiskit-machine-learning's connector leaves torch for NumPy: torch.export cannot follow it.
     overrides = ["model=cnn_quantum", "model.quantum.backend=qiskit", "model.quantum.n_qubits=2", "debug=fast"]
