@@ -39,7 +39,8 @@ def rewrite_docs(name: str, table: str, machine: dict) -> None:
         return
     before, rest = text.split(start, 1)
     after = rest.split(end, 1)[1]
-    command = " ".join(["python", Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+    script = Path(sys.argv[0]).resolve().relative_to(DOCS.parents[1]).as_posix()
+    command = " ".join(["python", script, *sys.argv[1:]])
     where = f"{machine['cpu']}, {machine['threads']} torch threads, torch {machine['torch']}"
     header = f"Measured {datetime.date.today()} with `{command}` ({where}):"
     DOCS.write_text(f"{before}{start}\n{header}\n\n{table}\n{end}{after}")

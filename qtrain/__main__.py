@@ -12,9 +12,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from qtrain.config import CONFIG_DIR, TRUSTED_TARGETS
+from qtrain.config.evaluation import checkpoint_experiment
 from qtrain.config.schema import schema_errors_in_a_line
 from qtrain.engine.interrupt import SignalStop, stop_at_once_on_sigterm
 from qtrain.errors import ConfigError, TrainingDiverged, TrainingInterrupted
@@ -31,6 +32,11 @@ def main(cfg: DictConfig) -> float:
     if hydra_cfg.mode == RunMode.MULTIRUN and "RANK" in os.environ:
         log.error("a sweep under torchrun is not supported: sweep jobs each launch their own torchrun")
         sys.exit(1)
+    evaluated = checkpoint_experiment(cfg, list(hydra_cfg.overrides.task))
+    if evaluated is not None:  # train=false ckpt_path=...: the checkpoint's experiment runs, and is recorded
+        cfg = evaluated
+        if hydra_cfg.output_subdir is not None:
+            OmegaConf.save(cfg, Path(hydra_cfg.runtime.output_dir, hydra_cfg.output_subdir, "config.yaml"))
     try:
         metrics = run(cfg, Path(hydra_cfg.runtime.output_dir))
         if cfg.objective not in metrics:

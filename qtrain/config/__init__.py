@@ -14,8 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from qtrain.config import resolvers  # noqa: F401  (registered for every config)
 from qtrain.config.checks import check_config
-from qtrain.config.evaluation import NAME as CHECKPOINT_CONFIG
-from qtrain.config.evaluation import store_checkpoint_config
+from qtrain.config.evaluation import checkpoint_experiment
 from qtrain.config.schema import RunConfig, Stage, plain_values, schema_errors_in_a_line
 from qtrain.config.targets import TRUSTED_TARGETS
 
@@ -31,9 +30,8 @@ def compose(overrides: Sequence[str] = (), return_hydra_config: bool = False) ->
     overrides = list(overrides)
     with initialize_config_dir(config_dir=CONFIG_DIR), schema_errors_in_a_line(overrides):
         cfg = hydra_compose("config", overrides=overrides, return_hydra_config=return_hydra_config)
-        if not store_checkpoint_config(cfg, overrides):
-            return cfg
-        return hydra_compose(CHECKPOINT_CONFIG, overrides=overrides, return_hydra_config=return_hydra_config)
+        evaluated = checkpoint_experiment(cfg, overrides, return_hydra_config=return_hydra_config)
+        return cfg if evaluated is None else evaluated
 
 
 def describe(cfg: DictConfig) -> RunConfig:

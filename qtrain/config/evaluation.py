@@ -2,18 +2,16 @@
 stores, whatever the defaults say. It is composed from a primary config in Hydra's
 ConfigStore: conf/config.yaml without the experiment's groups, then the checkpoint's
 values, then the command line (a key replaces a value, a group a whole part). How and
-where it runs (hardware, tracking, trainer, test, export) is this invocation's. On the
-command line EvaluationCallback swaps it in before the run (and `.hydra/`) starts."""
+where it runs (hardware, tracking, trainer, test, export) is this invocation's. The
+command line's job runs it and records it in `.hydra/config.yaml`, as `qtrain.compose` returns it."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from hydra import compose
 from hydra.core.config_store import ConfigStore
-from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, open_dict, read_write
+from omegaconf import DictConfig
 
 EXPERIMENT_GROUPS = ("task", "dataset", "encoder", "model", "optimizer", "scheduler", "stages")
 # Not the experiment's (a resume may change fewer: qtrain.engine.resume.PER_INVOCATION).
@@ -21,18 +19,18 @@ PER_INVOCATION = ("hardware", "tracking", "trainer", "train", "test", "ckpt_path
 NAME = "qtrain_checkpoint"
 
 
-def store_checkpoint_config(cfg: DictConfig, overrides: list[str]) -> bool:
-    """For `train=false ckpt_path=<readable checkpoint>`, store the primary config NAME to
-    compose with `overrides`; False otherwise (an unreadable checkpoint: the run refuses it)."""
+def checkpoint_experiment(cfg: DictConfig, overrides: list[str], **compose_options) -> DictConfig | None:
+    """For `train=false ckpt_path=<readable checkpoint>`, the checkpoint's experiment composed
+    with `overrides`; None otherwise (an unreadable checkpoint: the run refuses it)."""
     if cfg.train or not cfg.ckpt_path:
-        return False
+        return None
     from qtrain.engine.checkpoint import FORMAT  # torch loads only for an evaluation (fast --help)
     from qtrain.files import load_tagged
 
     try:
         saved = load_tagged(Path(cfg.ckpt_path).expanduser(), FORMAT, "checkpoint")["config"]
     except (OSError, ValueError, KeyError):
-        return False
+        return None
     given = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
     switched = [group for group in EXPERIMENT_GROUPS if group in given]
     values = {key: value for key, value in saved.items() if key not in (*PER_INVOCATION, *switched)}
@@ -41,17 +39,4 @@ def store_checkpoint_config(cfg: DictConfig, overrides: list[str]) -> bool:
     left_out = [{f"override {group}": None} for group in EXPERIMENT_GROUPS if group not in switched]
     node = {"defaults": ["config", *left_out, "_self_"], **values}
     ConfigStore.instance().store(name=NAME, node=node, replace=True)  # one per checkpoint evaluated
-    return True
-
-
-class EvaluationCallback(Callback):
-    """The checkpoint's experiment replaces the composed config before the run starts."""
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        overrides = list(config.hydra.overrides.task)
-        if store_checkpoint_config(config, overrides):
-            evaluated = compose(NAME, overrides=overrides)
-            with read_write(config), open_dict(config):
-                for key in [key for key in config if key != "hydra"]:
-                    del config[key]
-                config.merge_with(evaluated)
+    return compose(NAME, overrides=overrides, **compose_options)

@@ -15,7 +15,6 @@ from omegaconf import DictConfig, OmegaConf
 from qtrain.errors import ConfigError, refuse_in_callback
 
 QTRAIN = (
-    "qtrain.config.evaluation.EvaluationCallback",
     "qtrain.config.targets.TrustedCallbacks",
     "qtrain.data.cifar10.CIFAR10Data",
     "qtrain.data.digits.DigitsData",

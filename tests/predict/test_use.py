@@ -49,6 +49,21 @@ def test_evaluation_rebuilds_the_model_and_data_from_the_checkpoint(trained, tmp
     assert config.dataset.batch_size == 32  # the command line wins
 
 
+@pytest.mark.slow  # a two-job sweep of evaluations
+def test_a_sweep_evaluates_the_checkpoint_in_each_job_and_records_it(trained, tmp_path, run_cli):
+    best = trained / "checkpoints" / "best.pt"
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        "-m", "train=false", f"ckpt_path={best}", "dataset.batch_size=16,32", f"hydra.sweep.dir={sweep}", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    trained_acc = json.loads((trained / "metrics.json").read_text())["test/acc"]
+    for job in ("0", "1"):
+        assert json.loads((sweep / job / "metrics.json").read_text())["test/acc"] == trained_acc
+        config = OmegaConf.load(sweep / job / ".hydra" / "config.yaml")
+        assert config.model.quantum.n_qubits == 6 and config.dataset.batch_size == (16, 32)[int(job)]
+
+
 def test_a_group_on_the_command_line_replaces_the_stored_one(trained):
     cfg = qtrain.compose(["train=false", f"ckpt_path={trained / 'checkpoints' / 'best.pt'}", "model=simple_cnn"])
     assert cfg.model._target_ == "qtrain.models.simple_cnn.SimpleCNN" and "quantum" not in cfg.model
