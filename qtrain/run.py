@@ -50,7 +50,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
 def _run(cfg: RunConfig, run_dir: Path) -> dict[str, float]:
     with process_group(cfg.hardware) as processes:
         own, run_dir = run_dir, processes.broadcast(run_dir)  # under torchrun, every rank uses rank 0's
-        if own != run_dir and not any(own.iterdir()):
+        if own != run_dir and own.is_dir() and not any(own.iterdir()):
             own.rmdir()  # the empty folder Hydra made for another rank
         # Everything that can be refused without training is, before the config tree is
         # printed and before a tracker opens a run: the checkpoint, the data, the model.

@@ -6,6 +6,7 @@ evaluation.py a checkpoint's experiment. Imports without torch (fast `--help`)."
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 from hydra import compose as hydra_compose
@@ -40,7 +41,7 @@ def describe(cfg: DictConfig) -> RunConfig:
     values = plain_values(cfg)
     typed = {"trainer", "hardware", "stages", "values"}
     return RunConfig(
-        **{key: cfg.get(key) for key in RunConfig.__dataclass_fields__ if key not in typed},
+        **{field.name: cfg.get(field.name) for field in fields(RunConfig) if field.name not in typed},
         trainer=OmegaConf.to_object(cfg.trainer),
         hardware=OmegaConf.to_object(cfg.hardware),
         stages=stage_settings(values["stages"]),
