@@ -41,6 +41,7 @@ def test_an_old_checkpoint_rebuilds_the_model_it_saved(old):
         torch.testing.assert_close(model(example["input"]), example["output"], atol=1e-6, rtol=0)
 
 
+@pytest.mark.slow  # a run's evaluation (the fast tier rebuilds the model above)
 def test_an_old_checkpoint_evaluates_alone(old, tmp_path):
     metrics = qtrain.train(["train=false", f"ckpt_path={old / 'last.pt'}", *QUICK], run_dir=tmp_path / "eval")
     config = json.loads((tmp_path / "eval" / "model_info.json").read_text())
@@ -48,6 +49,7 @@ def test_an_old_checkpoint_evaluates_alone(old, tmp_path):
     assert 0 <= metrics["test/acc"] <= 1 and metrics["test/loss"] > 0
 
 
+@pytest.mark.slow  # a resumed run
 def test_an_old_checkpoint_resumes_and_trains_on(old, tmp_path):
     before = load_checkpoint(old / "last.pt")["state"]
     metrics = qtrain.train(
