@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import signal
@@ -14,9 +15,8 @@ from hydra.core.plugins import Plugins
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from qtrain.config import CONFIG_DIR, TRUSTED_TARGETS
+from qtrain.config import CONFIG_DIR, TRUSTED_TARGETS, compose, first_point
 from qtrain.config.evaluation import checkpoint_experiment
-from qtrain.config.schema import schema_errors_in_a_line
 from qtrain.engine.interrupt import SignalStop, stop_at_once_on_sigterm
 from qtrain.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from qtrain.sweep.sweeper import QtrainOptunaSweeper
@@ -53,35 +53,41 @@ def main(cfg: DictConfig) -> float:
         sys.exit(1)
 
 
-def report_schema_errors_in_a_line() -> None:
-    """Hydra reports a value a schema refuses over five lines, in OmegaConf's words;
-    qtrain's refusals are one line, `key=value: what is accepted`.
+def refuse_a_schema_error_in_a_line() -> None:
+    """A value a schema refuses, said in qtrain's one line (`key=value: what is accepted`)
+    before Hydra starts: Hydra reports an error of composition over five lines and has no
+    public hook for it (it honours `sys.excepthook` for a job's errors only:
+    hydra-ecosystem/hydra#3317). So the command line's overrides are composed once with
+    the compose API first, a sweep at its first point; any other error is left to Hydra,
+    which composes again (about 0.2 s) and reports it its own way."""
+    try:
+        arguments, _ = COMMAND_LINE.parse_known_args()
+        if arguments.not_a_run is None:
+            compose(first_point(arguments.overrides))
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        sys.exit(1)
+    except Exception:  # noqa: BLE001 -- whatever else Hydra will find and report
+        return
 
-    The one private use of Hydra in qtrain: Hydra has no public hook for an error of
-    composition. Callbacks run only once a config has composed, and run_and_report honours
-    `sys.excepthook` for a job's exceptions only (hydra-ecosystem/hydra#3317, for #2802),
-    writing a composition error to stderr itself. So `run_and_report` is wrapped, and the
-    overrides are read with Hydra's own parser of the command line. This waits on that
-    hook reaching composition errors (hydra-core is pinned in pyproject.toml;
-    tests/run/test_faults.py runs these refusals end to end)."""
-    import hydra._internal.utils as hydra_utils  # the exception named above
 
-    report = hydra_utils.run_and_report
-
-    def run_and_report(func):
-        def composed():
-            overrides = hydra_utils.get_args_parser().parse_known_args()[0].overrides
-            with schema_errors_in_a_line(overrides):
-                return func()
-
-        return report(composed)
-
-    hydra_utils.run_and_report = run_and_report
+# What of Hydra's command line the check reads (hydra.main parses it again, fully).
+COMMAND_LINE = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+COMMAND_LINE.add_argument("overrides", nargs="*")
+COMMAND_LINE.add_argument("--multirun", "-m", "--run", "-r", "--resolve", action="store_true")
+COMMAND_LINE.add_argument("--cfg", "-c", "--package", "-p")
+COMMAND_LINE.add_argument(  # help, completion, another primary config: nothing of a run to check
+    *("--help", "-h", "--hydra-help", "--version", "--info", "-i", "--shell-completion", "-sc"),
+    *("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"),
+    dest="not_a_run",
+    nargs="?",
+    const=True,
+)
 
 
 def cli() -> None:
     """`python -m qtrain` and the `qtrain` command."""
-    report_schema_errors_in_a_line()
+    refuse_a_schema_error_in_a_line()
     Plugins.instance().register(QtrainOptunaSweeper)  # hydra/sweeper=qtrain_optuna
     stop_at_once_on_sigterm()
     try:

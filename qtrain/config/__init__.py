@@ -11,6 +11,7 @@ from pathlib import Path
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from qtrain.config import resolvers  # noqa: F401  (registered for every config)
@@ -22,7 +23,7 @@ from qtrain.config.targets import TRUSTED_TARGETS
 # Absolute: Hydra resolves a relative path against the module's package under the `qtrain` script.
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
-__all__ = ["CONFIG_DIR", "TRUSTED_TARGETS", "RunConfig", "compose", "describe"]
+__all__ = ["CONFIG_DIR", "TRUSTED_TARGETS", "RunConfig", "compose", "describe", "first_point"]
 
 
 def compose(overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
@@ -33,6 +34,17 @@ def compose(overrides: Sequence[str] = (), return_hydra_config: bool = False) ->
         cfg = hydra_compose("config", overrides=overrides, return_hydra_config=return_hydra_config)
         evaluated = checkpoint_experiment(cfg, overrides, return_hydra_config=return_hydra_config)
         return cfg if evaluated is None else evaluated
+
+
+def first_point(overrides: Sequence[str]) -> list[str]:
+    """A sweep's overrides at its first point (`optimizer.lr=1e-3,3e-4` -> `optimizer.lr=1e-3`)."""
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    return [
+        f"{o.input_line.split('=', 1)[0]}={next(iter(o.sweep_string_iterator()))}"
+        if o.is_sweep_override()
+        else o.input_line
+        for o in parsed
+    ]
 
 
 def describe(cfg: DictConfig) -> RunConfig:

@@ -203,6 +203,13 @@ def test_a_schema_refusal_on_the_command_line_is_one_line_and_exit_1(tmp_path, r
     assert not any(tmp_path.iterdir())
 
 
+def test_a_sweeps_schema_refusal_is_one_line_before_its_first_trial(tmp_path, run_cli):
+    result = run_cli("-m", "hardware.amp=fp8,bf16", "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert (result.stdout + result.stderr).strip() == "hardware.amp=fp8: use null, auto, bf16 or fp16"
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_every_preset_of_a_schema_group_is_typed_by_its_schema(options, make_config):
     for hardware in options("hardware"):
         assert OmegaConf.get_type(make_config(f"hardware={hardware}").hardware) is config_schema.Hardware

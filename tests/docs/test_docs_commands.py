@@ -10,9 +10,9 @@ import shlex
 from pathlib import Path
 
 import pytest
-from hydra.core.override_parser.overrides_parser import OverridesParser
 
 import qtrain
+from qtrain.config import first_point
 
 ROOT = Path(qtrain.CONFIG_DIR).parent
 # python -m qtrain, .venv/bin/qtrain, torchrun ... -m qtrain (not qtrain.predict: another app)
@@ -54,16 +54,10 @@ def commands() -> list[tuple[str, str]]:
 
 
 def overrides(command: str) -> list[str]:
-    """The command's overrides, placeholders filled, each sweep at its first value."""
+    """The command's overrides, placeholders filled, a sweep at its first point."""
     words = shlex.split(re.sub(r"<[^>]*>", "x", command))
     start = next(i for i, w in enumerate(words) if w == "qtrain" or w.endswith("/qtrain")) + 1
-    args = [w for w in words[start:] if w not in ("-m", "--multirun", "--cfg", "job", "--help")]
-    parsed = OverridesParser.create().parse_overrides(args)
-    return [o.input_line if not o.is_sweep_override() else f"{o.key_or_group}={first(o)}" for o in parsed]
-
-
-def first(override) -> str:
-    return next(iter(override.sweep_string_iterator()))
+    return first_point([w for w in words[start:] if w not in ("-m", "--multirun", "--cfg", "job", "--help")])
 
 
 CASES = commands()
