@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from qtrain.config import resolvers  # noqa: F401  (registered for every config)
 from qtrain.config.checks import check_config
 from qtrain.config.evaluation import checkpoint_experiment
-from qtrain.config.schema import RunConfig, Stage, plain_values, schema_errors_in_a_line
+from qtrain.config.schema import RunConfig, Stage, schema_errors_in_a_line
 from qtrain.config.targets import TRUSTED_TARGETS
 
 # Absolute: Hydra resolves a relative path against the module's package under the `qtrain` script.
@@ -49,8 +49,7 @@ def first_point(overrides: Sequence[str]) -> list[str]:
 
 def describe(cfg: DictConfig) -> RunConfig:
     """The checked run description of a composed config; a mistake raises ConfigError."""
-    check_config(cfg)
-    values = plain_values(cfg)
+    values = check_config(cfg)
     typed = {"trainer", "hardware", "stages", "values"}
     return RunConfig(
         **{field.name: cfg.get(field.name) for field in fields(RunConfig) if field.name not in typed},

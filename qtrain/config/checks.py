@@ -13,7 +13,7 @@ from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError, InterpolationToMissingValueError
 
-from qtrain.config.schema import SCHEMAS, Hardware, RunConfig, Stage, Trainer, schema_keys
+from qtrain.config.schema import SCHEMAS, Hardware, RunConfig, Stage, Trainer, plain_values, schema_keys
 from qtrain.config.targets import check_targets
 from qtrain.errors import ConfigError
 
@@ -33,7 +33,8 @@ def _in_range(accepted: str, key: str, value, optional: bool = False) -> None:
         raise ConfigError(key, value, f"must be {accepted}")
 
 
-def check_config(cfg: DictConfig) -> None:
+def check_config(cfg: DictConfig) -> dict:
+    """Refuse what the schemas cannot say; return the config's plain values (resolved once)."""
     from qtrain.tasks import direction, monitor_mode  # torch loads for a run, not for `--help`
 
     raw = OmegaConf.to_container(cfg)
@@ -46,7 +47,7 @@ def check_config(cfg: DictConfig) -> None:
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
         raise ConfigError("seed", cfg.seed, "must be an integer")
     _in_range("a number > 0", "optimizer.lr", cfg.optimizer.lr)
-    _check_interpolations(cfg)
+    values = _resolved(cfg)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(missing[0], "???", f"is required; set it on the command line, e.g. {missing[0]}=...")
@@ -76,14 +77,16 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(
             "ckpt_path", None, "train=false evaluates a checkpoint: give ckpt_path=<run>/checkpoints/best.pt"
         )
+    return values
 
 
-def _check_interpolations(cfg: DictConfig) -> None:
-    """A key that reads another group's missing key: groups that do not fit together."""
+def _resolved(cfg: DictConfig) -> dict | None:
+    """The plain values; a key that reads another group's missing key is refused: groups
+    that do not fit together."""
     try:
-        OmegaConf.to_container(cfg, resolve=True)
+        return plain_values(cfg)
     except InterpolationToMissingValueError:
-        return  # a required key (???) read elsewhere: the missing-key check names it
+        return None  # a required key (???) read elsewhere: the missing-key check names it
     except InterpolationKeyError as error:
         raw = OmegaConf.to_container(cfg)
         for part in error.full_key.split("."):
