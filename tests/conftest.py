@@ -147,56 +147,6 @@ def _read_history(run_dir):
         return list(csv.DictReader(f))
 
 
-# The helpers, as fixtures.
-
-
-@pytest.fixture(scope="session")
-def root() -> Path:
-    """The repository's root."""
-    return ROOT
-
-
-@pytest.fixture(scope="session")
-def conf() -> Path:
-    """The config groups' folder."""
-    return CONF
-
-
-@pytest.fixture(scope="session")
-def options():
-    return _options
-
-
-@pytest.fixture(scope="session")
-def untracked():
-    return _untracked
-
-
-@pytest.fixture(scope="session")
-def make_config():
-    return _make_config
-
-
-@pytest.fixture(scope="session")
-def run_config():
-    return _run_config
-
-
-@pytest.fixture(scope="session")
-def run_cli():
-    return _run_cli
-
-
-@pytest.fixture(scope="session")
-def write_mnist_folder():
-    return _write_mnist_folder
-
-
-@pytest.fixture(scope="session")
-def write_image_folder():
-    return _write_image_folder
-
-
 def _image_folder_data(root, **kwargs):
     """ImageFolderData over `root` (a write_image_folder), 3 classes of 16x16 images."""
     from qtrain.data.image_folder import ImageFolderData
@@ -205,22 +155,26 @@ def _image_folder_data(root, **kwargs):
     return ImageFolderData(**{**options, "root": str(root), **kwargs})
 
 
-@pytest.fixture(scope="session")
-def image_folder_data():
-    return _image_folder_data
+def _as_fixture(helper):
+    """`helper` as a session fixture named as it, without its underscore: a test asks for
+    `run_cli` and calls it."""
+    return pytest.fixture(scope="session", name=helper.__name__.removeprefix("_"))(lambda: helper)
 
 
-@pytest.fixture(scope="session")
-def final_weights():
-    return _final_weights
+# The helpers, as fixtures.
+options = _as_fixture(_options)
+untracked = _as_fixture(_untracked)
+make_config = _as_fixture(_make_config)
+run_config = _as_fixture(_run_config)
+run_cli = _as_fixture(_run_cli)
+write_mnist_folder = _as_fixture(_write_mnist_folder)
+write_image_folder = _as_fixture(_write_image_folder)
+image_folder_data = _as_fixture(_image_folder_data)
+final_weights = _as_fixture(_final_weights)
+read_history = _as_fixture(_read_history)
 
 
 @pytest.fixture
 def interrupt_after(monkeypatch):
     """`interrupt_after(steps)`: a real SIGTERM to this process after `steps` optimizer steps."""
     return lambda steps: _interrupt_after(monkeypatch, steps)
-
-
-@pytest.fixture(scope="session")
-def read_history():
-    return _read_history
