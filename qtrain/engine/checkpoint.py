@@ -19,6 +19,11 @@ log = logging.getLogger("qtrain")
 FORMAT = "qtrain-checkpoint/4"  # 4: what the model takes (data); 3: a mid-epoch score_sum; 2: best.pt per stage
 
 
+def data_description(data) -> dict:
+    """The class names and `data.input_info()`: what a checkpoint keeps of its data."""
+    return {"class_names": list(data.class_names), "input": data.input_info()}
+
+
 def save_checkpoint(state: dict, path: Path) -> None:
     save_tagged(path, FORMAT, state)
 

@@ -11,10 +11,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from qtrain.engine.checkpoint import copy_checkpoint, prune_epoch_checkpoints, rng_states, save_checkpoint
+from qtrain.engine.checkpoint import (
+    copy_checkpoint,
+    data_description,
+    prune_epoch_checkpoints,
+    rng_states,
+    save_checkpoint,
+)
 from qtrain.engine.distributed import ProcessGroup
 from qtrain.engine.train_state import TrainState
-from qtrain.predict.model_info import data_description
 
 log = logging.getLogger("qtrain")
 

@@ -7,12 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from qtrain.engine.checkpoint import data_description
 from qtrain.files import atomic_write
-
-
-def data_description(data) -> dict:
-    """The class names and `data.input_info()`: what a checkpoint keeps of its data."""
-    return {"class_names": list(data.class_names), "input": data.input_info()}
 
 
 def write_model_info(run_dir: Path, config: dict, data, metrics: dict) -> Path:
