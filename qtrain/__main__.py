@@ -63,7 +63,7 @@ def refuse_a_schema_error_in_a_line() -> None:
     try:
         arguments, _ = COMMAND_LINE.parse_known_args()
         if arguments.not_a_run is None:
-            compose(first_point(arguments.overrides))
+            compose(first_point(arguments.overrides), evaluate=False)  # the job reads a checkpoint
     except ConfigError as error:
         print(error, file=sys.stderr)
         sys.exit(1)

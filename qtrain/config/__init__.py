@@ -26,13 +26,14 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 __all__ = ["CONFIG_DIR", "TRUSTED_TARGETS", "RunConfig", "compose", "describe", "first_point"]
 
 
-def compose(overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
+def compose(overrides: Sequence[str] = (), return_hydra_config: bool = False, evaluate: bool = True) -> DictConfig:
     """The config `python -m qtrain <overrides>` would run (for `train=false ckpt_path=...`,
-    the checkpoint's experiment, as on the command line)."""
+    the checkpoint's experiment, as on the command line; `evaluate=False`: the command
+    line's own, without reading the checkpoint)."""
     overrides = list(overrides)
     with initialize_config_dir(config_dir=CONFIG_DIR), schema_errors_in_a_line(overrides):
         cfg = hydra_compose("config", overrides=overrides, return_hydra_config=return_hydra_config)
-        evaluated = checkpoint_experiment(cfg, overrides, return_hydra_config=return_hydra_config)
+        evaluated = checkpoint_experiment(cfg, overrides, return_hydra_config=return_hydra_config) if evaluate else None
         return cfg if evaluated is None else evaluated
 
 
