@@ -16,6 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from qtrain.config import CONFIG_DIR, TRUSTED_TARGETS, compose, first_point
+from qtrain.config.checks import check_quantum
 from qtrain.config.evaluation import checkpoint_experiment
 from qtrain.engine.interrupt import SignalStop, stop_at_once_on_sigterm
 from qtrain.errors import ConfigError, TrainingDiverged, TrainingInterrupted
@@ -63,7 +64,8 @@ def refuse_a_schema_error_in_a_line() -> None:
     try:
         arguments, _ = COMMAND_LINE.parse_known_args()
         if arguments.not_a_run is None:
-            compose(first_point(arguments.overrides), evaluate=False)  # the job reads a checkpoint
+            cfg = compose(first_point(arguments.overrides), evaluate=False)  # the job reads a checkpoint
+            check_quantum(cfg)  # what a backend cannot simulate, before a run folder exists
     except ConfigError as error:
         print(error, file=sys.stderr)
         sys.exit(1)

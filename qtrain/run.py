@@ -34,6 +34,7 @@ from qtrain.errors import TrainingInterrupted
 from qtrain.models.build import build, config_keys
 from qtrain.predict.export import export_model
 from qtrain.predict.model_info import write_model_info
+from qtrain.quantum.layer import noise_records
 from qtrain.tasks import Task
 from qtrain.tracking.console import announce, print_summary
 from qtrain.tracking.tracker import Tracker, Trackers
@@ -58,6 +59,8 @@ def _run(cfg: RunConfig, run_dir: Path) -> dict[str, float]:
         if processes.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             announce(cfg.values)
+            for name, record in noise_records(parts.model).items():
+                log.info("%s simulates noise: %s", name, ", ".join(f"{k}={v}" for k, v in record.items()))
         else:
             log.setLevel(logging.WARNING)  # rank 0 reports progress; the others only what goes wrong
         tracker = Trackers([instantiate(t) for t in cfg.tracking.values()]) if processes.is_main else Tracker()
@@ -150,7 +153,7 @@ def _train_and_test(
     reports.write_metrics(run_dir, metrics, trainer.state.stages)
     reports.write_history(run_dir, trainer.state.history)
     reports.plot_learning_curves(run_dir, trainer.state.history, task.score)
-    write_model_info(run_dir, cfg.values, data, metrics)
+    write_model_info(run_dir, cfg.values, data, metrics, noise_records(model))
     if cfg.export:
         example = next(iter(data.eval_batches("test", limit=1)))[0].to(device)
         log.info(

@@ -45,6 +45,7 @@ FeatureMap = _choices("FeatureMap", "zz z angle_ry angle_rx")
 Ansatz = _choices("Ansatz", "real_amplitudes efficient_su2")
 Entanglement = _choices("Entanglement", "linear circular full")
 Dtype = _choices("Dtype", "float32 float64")
+NoiseMethod = _choices("NoiseMethod", "auto density_matrix trajectories")
 
 # A number as written: 0 stays 0, as the user typed it (a float field would make it 0.0).
 Number = Union[int, float]
@@ -99,6 +100,17 @@ class Stage:
 
 
 @dataclass
+class Noise:
+    """All null: ideal. qtrain.quantum.noise checks the values (devices, probabilities)."""
+
+    device: Optional[str] = None  # a qiskit-ibm-runtime fake device (or, with backend=ibm, a real one)
+    depolarizing: Optional[list[Number]] = None  # [p1, p2]
+    readout: Any = None  # p, or [p(1|0), p(0|1)]
+    method: NoiseMethod = NoiseMethod.auto
+    trajectories: int = 256  # samples per input of the trajectories method
+
+
+@dataclass
 class Quantum:
     n_qubits: int = MISSING
     feature_map: FeatureMap = MISSING
@@ -110,7 +122,7 @@ class Quantum:
     observables: Any = MISSING  # z, zz, or a list of Pauli strings
     backend: str = MISSING  # a name registered in qtrain.quantum.backends
     shots: Optional[int] = MISSING
-    noise: Any = MISSING  # null, or a mapping (the layer checks it)
+    noise: Optional[Noise] = None  # null (a checkpoint from before noise had its keys) or the spec
     dtype: Dtype = MISSING
     seed: Optional[int] = MISSING
 
@@ -145,6 +157,7 @@ SCHEMAS = {  # what each schema's keys are, in a refusal of an unknown one
     Hardware: "a hardware setting",
     Stage: "a stage setting",
     Quantum: "an argument of qtrain.quantum.layer.QuantumLayer",
+    Noise: "a noise setting (docs/noise.md)",
 }
 TYPES = {int: "an integer", Number: "a number", bool: "true or false", str: "a string", list: "a list", dict: "a mapping"}  # fmt: skip
 

@@ -11,8 +11,9 @@ from qtrain.engine.checkpoint import data_description
 from qtrain.files import atomic_write
 
 
-def write_model_info(run_dir: Path, config: dict, data, metrics: dict) -> Path:
-    """`config`: the run's config as plain values (RunConfig.values)."""
+def write_model_info(run_dir: Path, config: dict, data, metrics: dict, noise: dict | None = None) -> Path:
+    """`config`: the run's config as plain values (RunConfig.values); `noise`: what each
+    noisy quantum layer simulated (device, calibration, layout, method), by module."""
     info = {
         **data_description(data),
         "task": config["task"]["_target_"],
@@ -20,6 +21,8 @@ def write_model_info(run_dir: Path, config: dict, data, metrics: dict) -> Path:
         "checkpoint": "checkpoints/best.pt",
         "test_metrics": {name: value for name, value in metrics.items() if name.startswith("test/")},
     }
+    if noise:
+        info["quantum_noise"] = noise
     path = run_dir / "model_info.json"
     with atomic_write(path, "w") as f:
         f.write(json.dumps(info, indent=2) + "\n")

@@ -3,9 +3,10 @@ layer's refusals, the config's help text and the docs read.
 
 A backend is a class, named by its import path and imported when a layer first uses it
 (so this module loads neither torch nor qiskit, and `--help` stays fast). It is built as
-`cls(layer, initial, shots=..., noise=..., seed=...)`, keeps the layer's trainable
+`cls(layer, initial, shots=..., noise=..., seed=...)` (`noise`: the layer's
+qtrain.quantum.noise.NoisyCircuit, or None), keeps the layer's trainable
 weights as `.weights` (one nn.Parameter, starting from `initial`, ordered like
-`layer.weight_params`) and, called with a (batch, n_inputs) tensor, returns the
+`layer.weight_params`), names its simulation `.method` and, called with a (batch, n_inputs) tensor, returns the
 (batch, n_outputs) expectation values of `layer.observables` with gradients to both.
 
 A new backend is one `register(...)` call: the layer, the config and the refusals
@@ -39,12 +40,29 @@ def register(name: str, backend: Backend) -> None:
     BACKENDS[name] = backend
 
 
-register("torch", Backend("qtrain.quantum.torch_backend.TorchBackend", "exact batched statevector in torch"))
+register(
+    "torch",
+    Backend("qtrain.quantum.torch_backend.TorchBackend", "batched statevector or density matrix in torch", noise=True),
+)
 register(
     "qiskit",
     Backend("qtrain.quantum.qiskit_backends.QiskitBackend", "qiskit-machine-learning's EstimatorQNN", shots=False),
 )
 register("aer", Backend("qtrain.quantum.qiskit_backends.AerBackend", "qiskit-aer: shots and noise", noise=True))
+
+
+def check(n_qubits: int, name: str, shots: int | None, noise) -> tuple[Backend, dict | None]:
+    """A layer's backend options, checked before anything is built (the layer, and the
+    config before a run starts): the backend, and the noise spec (None: ideal)."""
+    from qtrain.quantum.noise import check_noise, check_width  # qiskit loads for a run, not for `--help`
+
+    if shots is not None and (isinstance(shots, bool) or not isinstance(shots, int) or shots < 1):
+        raise ArgumentError("shots", shots, "use null (exact) or a positive integer")
+    spec = check_noise(noise)
+    chosen = backend(name, shots, spec)
+    if spec is not None and "device" in spec:
+        check_width(n_qubits, spec["device"])
+    return chosen, spec
 
 
 def backend(name: str, shots: int | None, noise: dict | None) -> Backend:
@@ -56,7 +74,10 @@ def backend(name: str, shots: int | None, noise: dict | None) -> Backend:
     if shots is not None and not chosen.shots:
         raise ArgumentError("shots", shots, f"the {name} backend is exact; use backend={_with('shots')}")
     if noise and not chosen.noise:
-        raise ArgumentError("noise", dict(noise), f"noise models need backend={_with('noise')}")
+        key = next(key for key in ("device", "depolarizing", "readout") if key in noise)
+        raise ArgumentError(
+            f"noise.{key}", noise[key], f"the {name} backend is ideal; noise needs backend={_with('noise')}"
+        )
     return chosen
 
 

@@ -6,8 +6,9 @@ import torch
 from torch import nn
 
 from qtrain.errors import ArgumentError
-from qtrain.quantum.backends import backend as find_backend
+from qtrain.quantum.backends import check
 from qtrain.quantum.circuits import build_circuit, build_observables
+from qtrain.quantum.noise import noisy_circuit
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -21,13 +22,20 @@ class QuantumLayer(nn.Module):
     backend loads on any other.
 
     Backends (qtrain.quantum.backends, where a new one is registered): `torch`
-    simulates the circuit as an exact batched statevector in torch (autograd, CPU or
-    CUDA, `dtype` float32 or float64); `qiskit` runs qiskit-machine-learning's
-    EstimatorQNN (exact StatevectorEstimator, parameter-shift gradients) through
-    TorchConnector, the reference; `aer` runs qiskit-aer's EstimatorV2 with shots and
-    an optional noise model (`noise`: {"depolarizing": [p1, p2]} or {"device":
-    "FakeManilaV2"} from qiskit-ibm-runtime's fake provider). `shots` (null = exact)
-    adds sampling noise on the backends that take it.
+    simulates the circuit in torch (autograd, CPU or CUDA, `dtype` float32 or float64):
+    an exact batched statevector, or under noise a density matrix or trajectories;
+    `qiskit` runs qiskit-machine-learning's EstimatorQNN (exact StatevectorEstimator,
+    parameter-shift gradients) through TorchConnector, the reference; `aer` runs
+    qiskit-aer's EstimatorV2. `shots` (null = exact) adds sampling noise on the backends
+    that take it.
+
+    `noise` (qtrain.quantum.noise): {"device": "FakeNairobiV2"} (a fake IBM device: its
+    gates, layout and full noise model), {"depolarizing": [p1, p2]}, {"readout": p},
+    with `method` (auto, density_matrix, trajectories) and `trajectories`. The outputs
+    are then the noisy channel's expectation values as a device measures them, readout
+    errors included; `.simulated_circuit` and `.simulated_observables` are the circuit
+    and observables as simulated (transpiled to the device, over the same Parameters),
+    and `.noise_record` says what was simulated (device, calibration date, layout, method).
     """
 
     def __init__(
@@ -47,9 +55,8 @@ class QuantumLayer(nn.Module):
         seed: int | None = None,
     ):
         super().__init__()
-        if shots is not None and (isinstance(shots, bool) or not isinstance(shots, int) or shots < 1):
-            raise ArgumentError("shots", shots, "use null (exact) or a positive integer")
-        implementation = find_backend(backend, shots, noise).load()
+        chosen, noise = check(n_qubits, backend, shots, noise)
+        implementation = chosen.load()
         if dtype not in DTYPES:
             raise ArgumentError("dtype", dtype, f"use one of {', '.join(DTYPES)}")
         self.circuit, self.input_params, self.weight_params = build_circuit(
@@ -57,10 +64,15 @@ class QuantumLayer(nn.Module):
         )
         self.observables = build_observables(observables, n_qubits)
         self.backend, self.shots, self.dtype = backend, shots, DTYPES[dtype]
+        self.noise = noise
+        noisy = noisy_circuit(self, noise, seed) if noise else None
+        self.simulated_circuit = noisy.circuit if noisy else self.circuit
+        self.simulated_observables = noisy.observables if noisy else self.observables
         initial = torch.empty(len(self.weight_params), dtype=self.dtype).uniform_(-1, 1)
-        runner = implementation(self, initial, shots=shots, noise=noise, seed=seed)
+        runner = implementation(self, initial, shots=shots, noise=noisy, seed=seed)
         object.__setattr__(self, "runner", runner)  # not a submodule: `weights` is the only state
         self.weights = runner.weights
+        self.noise_record = {**noisy.record, "backend": backend, "method": runner.method} if noisy else None
 
     @property
     def n_outputs(self) -> int:
@@ -75,3 +87,12 @@ class QuantumLayer(nn.Module):
             )
         with torch.autocast(x.device.type, enabled=False):  # simulation stays in float32/float64
             return self.runner(x)
+
+
+def noise_records(model: nn.Module) -> dict[str, dict]:
+    """What each noisy QuantumLayer of `model` simulates (`noise_record`), by module name."""
+    return {
+        name: module.noise_record
+        for name, module in model.named_modules()
+        if isinstance(module, QuantumLayer) and module.noise_record
+    }

@@ -1,30 +1,34 @@
 """The `qiskit` and `aer` backends: qiskit-machine-learning's EstimatorQNN behind TorchConnector.
 Both run on the CPU in float64; the values come back on the input's device and dtype.
 
-The same code path runs real hardware: replace the Aer estimator with
-qiskit-ibm-runtime's `EstimatorV2(mode=backend)` and transpile with that backend's
-pass manager, as the fake-device branch below does for a simulated device.
+Under noise (`aer`), the estimator runs the layer's simulated circuit (transpiled to the
+device, qtrain.quantum.noise) with the same errors as an Aer NoiseModel, by the
+density-matrix method, and takes the expectation of each output's measured observable:
+the basis change, the measure error and the readout folded in, which Aer's EstimatorV2
+(it computes expectation values without measuring) would otherwise leave out.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 
 import torch
 from qiskit.primitives import StatevectorEstimator
+from qiskit.quantum_info import SparsePauliOp
+from qiskit_aer.primitives import EstimatorV2 as AerEstimator
 from qiskit_machine_learning.connectors import TorchConnector
 from qiskit_machine_learning.neural_networks import EstimatorQNN
 
-from qtrain.errors import ArgumentError
+from qtrain.quantum.noise import NoisyCircuit
 
 
 class QiskitBackend:
     """The reference: exact StatevectorEstimator, parameter-shift gradients."""
 
     name = "qiskit"
+    method = "statevector"
 
-    def __init__(self, layer, initial: torch.Tensor, shots: int | None, noise: dict | None, seed: int | None):
+    def __init__(self, layer, initial: torch.Tensor, shots: int | None, noise: NoisyCircuit | None, seed: int | None):
         self.connector = torch_connector(layer, self.name, noise, seed, initial)
         self.weights = self.connector.weight
 
@@ -33,23 +37,27 @@ class QiskitBackend:
 
 
 class AerBackend(QiskitBackend):
-    """qiskit-aer's EstimatorV2: shots, depolarizing noise or a fake IBM device's."""
+    """qiskit-aer's EstimatorV2: shots, and the noise of qtrain.quantum.noise."""
 
     name = "aer"
+    method = "density_matrix"
 
 
-def torch_connector(layer, backend: str, noise: dict | None, seed: int | None, initial: torch.Tensor) -> TorchConnector:
-    """A TorchConnector over the layer's circuit and observables."""
+def torch_connector(
+    layer, backend: str, noise: NoisyCircuit | None, seed: int | None, initial: torch.Tensor
+) -> TorchConnector:
+    """A TorchConnector over the layer's circuit and observables (under noise: the
+    simulated circuit and the measured observables)."""
     circuit, observables = layer.circuit, layer.observables
     if backend == "qiskit":
         # EstimatorQNN's default precision (0.015625) makes StatevectorEstimator add
         # Gaussian noise; precision 0 keeps this backend an exact reference.
         estimator, precision = StatevectorEstimator(seed=seed), 0.0
     else:
-        estimator, pass_manager = aer_estimator(noise, seed)
-        if pass_manager is not None:  # a device: its qubits, gates and layout
-            circuit = pass_manager.run(circuit)
-            observables = [op.apply_layout(circuit.layout) for op in observables]
+        estimator = aer_estimator(noise, seed)
+        if noise is not None:
+            circuit = noise.circuit
+            observables = [SparsePauliOp(op.paulis, op.coeffs.real) for op in noise.measured_observables()]
         # Aer's EstimatorV2 computes exact expectations and models `precision` as Gaussian
         # noise: 1/sqrt(shots) is the spread of a +-1 observable measured `shots` times.
         precision = 0.0 if layer.shots is None else 1 / math.sqrt(layer.shots)
@@ -67,43 +75,10 @@ def torch_connector(layer, backend: str, noise: dict | None, seed: int | None, i
     return connector
 
 
-def _require(module: str, extra: str):
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ArgumentError("backend", "aer", f"needs {module}: pip install -e '.[{extra}]'") from None
-
-
-def aer_estimator(noise: dict | None, seed: int | None):
-    """Aer's EstimatorV2, ideal, with a depolarizing model, or with a fake IBM device's
-    noise model (the circuit is then transpiled to that device)."""
-    primitives = _require("qiskit_aer.primitives", "aer")
-    noise = dict(noise or {})
+def aer_estimator(noise: NoisyCircuit | None, seed: int | None) -> AerEstimator:
+    """Aer's EstimatorV2, ideal, or with the noisy circuit's errors by the density-matrix method."""
     backend_options = {"seed_simulator": seed} if seed is not None else {}
-    pass_manager = None
-    unknown = set(noise) - {"depolarizing", "device"}
-    if unknown:
-        raise ArgumentError("noise", dict(noise), "use {depolarizing: [p1, p2]} or {device: FakeManilaV2}")
-    if noise.get("depolarizing"):
-        backend_options["noise_model"] = depolarizing_model(*noise["depolarizing"])
-    if noise.get("device"):
-        from qiskit.transpiler import generate_preset_pass_manager
-
-        noise_model = _require("qiskit_aer.noise", "aer").NoiseModel
-        fake_provider = _require("qiskit_ibm_runtime.fake_provider", "ibm")
-        name = noise["device"]
-        if not hasattr(fake_provider, name):
-            raise ArgumentError("noise.device", name, "not in qiskit_ibm_runtime.fake_provider, e.g. FakeManilaV2")
-        device = getattr(fake_provider, name)()
-        backend_options["noise_model"] = noise_model.from_backend(device)
-        pass_manager = generate_preset_pass_manager(optimization_level=1, backend=device, seed_transpiler=seed)
+    if noise is not None:
+        backend_options |= {"noise_model": noise.aer_noise_model(), "method": "density_matrix"}
     options = {"backend_options": backend_options, "run_options": {"seed_simulator": seed} if seed is not None else {}}
-    return primitives.EstimatorV2(options=options), pass_manager
-
-
-def depolarizing_model(p1: float, p2: float):
-    noise = _require("qiskit_aer.noise", "aer")
-    model = noise.NoiseModel()
-    model.add_all_qubit_quantum_error(noise.depolarizing_error(p1, 1), ["h", "rx", "ry", "rz", "p", "u", "sx", "x"])
-    model.add_all_qubit_quantum_error(noise.depolarizing_error(p2, 2), ["cx", "cz", "swap"])
-    return model
+    return AerEstimator(options=options)

@@ -1,6 +1,8 @@
-"""The `torch` backend: the layer's qiskit circuit as an exact batched statevector in
-torch (qtrain.quantum.statevector), with autograd, on the layer's device and dtype;
-`shots` draws sampling noise around the exact values."""
+"""The `torch` backend: the layer's qiskit circuit simulated in torch, with autograd, on
+the layer's device and dtype. Ideal: an exact batched statevector
+(qtrain.quantum.statevector). Under noise (qtrain.quantum.noisy_simulator): a density
+matrix (exact), or trajectories (sampled) for circuits too wide for one. `shots` draws
+sampling noise around the values."""
 
 from __future__ import annotations
 
@@ -11,41 +13,74 @@ import torch
 
 from qtrain.errors import ArgumentError
 from qtrain.quantum.expectations import PauliExpectations
+from qtrain.quantum.noise import NoisyCircuit
+from qtrain.quantum.noisy_simulator import DensityMatrix, Trajectories
 from qtrain.quantum.statevector import TorchStatevector
 from qtrain.quantum.steps import BackwardThreads, threads_for
 
+# `method: auto` simulates a density matrix up to this many qubits (4**n entries a sample,
+# one kept per group for the backward: docs/noise.md has the measured costs), trajectories above.
+DENSITY_MATRIX_UP_TO = 8
+
 
 class TorchBackend:
-    def __init__(self, layer, initial: torch.Tensor, shots: int | None, noise: dict | None, seed: int | None):
-        check_memory(layer.circuit.num_qubits, initial.dtype)
-        self.simulator = TorchStatevector(layer.circuit, layer.input_params, layer.weight_params)
-        self.expectations = PauliExpectations(layer.observables)
+    def __init__(self, layer, initial: torch.Tensor, shots: int | None, noise: NoisyCircuit | None, seed: int | None):
         self.weights = torch.nn.Parameter(initial)
         self.shots = shots
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        if noise is None:
+            self.method, self.n_qubits, self.states = "statevector", layer.circuit.num_qubits, STATES_IN_FLIGHT
+            check_memory(self.n_qubits, initial.dtype)
+            self.simulator = TorchStatevector(layer.circuit, layer.input_params, layer.weight_params)
+            self.expectations = PauliExpectations(layer.observables)
+            self.size = self.simulator.dim
+            return
+        self.method, self.expectations = noise_method(layer.noise["method"], noise.n_qubits), None  # measured inside
+        if self.method == "density_matrix":
+            self.simulator = DensityMatrix(noise, layer.input_params, layer.weight_params)
+            self.size = 4**noise.n_qubits
+        else:
+            trajectories = layer.noise["trajectories"]
+            self.simulator = Trajectories(noise, layer.input_params, layer.weight_params, trajectories, self.generator)
+            self.size = trajectories * 2**noise.n_qubits
+        self.n_qubits, self.states = noise.n_qubits, len(self.simulator.groups) + 2  # autograd keeps one a group
+        check_memory(self.n_qubits, initial.dtype, size=self.size, states=self.states, what=self.method)
+
+    @property
+    def standard_error(self) -> torch.Tensor | None:
+        """The trajectories' standard error of the last values (batch, outputs); else None."""
+        return getattr(self.simulator, "standard_error", None)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[0] * self.simulator.dim >= CHECKED_FROM:
-            check_memory(self.simulator.n_qubits, self.weights.dtype, batch=x.shape[0])
-        with threads_for(x.shape[0] * self.simulator.dim) as restore:
+        if x.shape[0] * self.size >= CHECKED_FROM:
+            check_memory(self.n_qubits, self.weights.dtype, x.shape[0], self.size, self.states, self.method)
+        with threads_for(x.shape[0] * self.size) as restore:
             # The weights' dtype: `layer.double()` simulates in complex128, as torch users expect.
             inputs, weights = x.to(self.weights.dtype), self.weights
             if restore is not None and torch.is_grad_enabled():  # the backward on one thread too
                 inputs, weights = (BackwardThreads.apply(t, restore, restore) for t in (inputs, weights))
-            values = self.expectations(self.simulator(inputs, weights))
+            values = self.simulator(inputs, weights)
+            values = self.expectations(values) if self.expectations else values
             if restore is not None and values.requires_grad:
                 values = BackwardThreads.apply(values, 1, restore)
             values = self._sample(values) if self.shots else values
             return values.to(dtype=x.dtype)
 
     def _sample(self, values: torch.Tensor) -> torch.Tensor:
-        """Shot noise: each observable is a Pauli string (eigenvalues +-1), so its
-        estimate from `shots` measurements is 2 * Binomial(shots, (1 + v) / 2) / shots - 1.
-        The gradient passes straight through to the exact value."""
+        """Shot noise: each observable is a Pauli string (eigenvalues +-1, also as measured
+        with readout errors), so its estimate from `shots` measurements is
+        2 * Binomial(shots, (1 + v) / 2) / shots - 1. The gradient passes straight through
+        to the exact value."""
         p = ((1 + values.detach()) / 2).clamp(0, 1).cpu().double()
         counts = torch.binomial(torch.full_like(p, float(self.shots)), p, generator=self.generator)
         estimate = (2 * counts / self.shots - 1).to(values)
         return values + (estimate - values.detach())
+
+
+def noise_method(method: str, n_qubits: int) -> str:
+    if method != "auto":
+        return method
+    return "density_matrix" if n_qubits <= DENSITY_MATRIX_UP_TO else "trajectories"
 
 
 # States in memory at once: forward keeps the final one beside the one being written; the
@@ -54,20 +89,29 @@ STATES_IN_FLIGHT = 6
 CHECKED_FROM = 2**22  # amplitudes (batch x 2**n) from which each forward checks free memory first
 
 
-def check_memory(n_qubits: int, dtype: torch.dtype, batch: int = 1) -> None:
-    """Refuse, before allocating anything, a circuit whose statevectors cannot fit in
-    free memory (a sample's when the layer is built, the batch's before a large forward)."""
+def check_memory(
+    n_qubits: int,
+    dtype: torch.dtype,
+    batch: int = 1,
+    size: int | None = None,
+    states: int = STATES_IN_FLIGHT,
+    what: str = "statevector",
+) -> None:
+    """Refuse, before allocating anything, a circuit whose states cannot fit in free
+    memory (a sample's when the layer is built, the batch's before a large forward).
+    `size`: a sample's complex entries (2**n for a statevector), `states`: how many are kept."""
     if not isinstance(n_qubits, int) or n_qubits < 1:
         raise ArgumentError("n_qubits", n_qubits, "must be a positive integer")
     bytes_per_amplitude = 8 if dtype == torch.float32 else 16
-    needed = batch * 2**n_qubits * bytes_per_amplitude * STATES_IN_FLIGHT
+    needed = batch * (size or 2**n_qubits) * bytes_per_amplitude * states
     available = psutil.virtual_memory().available
     if needed > available:
-        what, advice = ("per sample", "") if batch == 1 else (f"for a batch of {batch}", " or a smaller batch")
+        per, advice = ("per sample", "") if batch == 1 else (f"for a batch of {batch}", " or a smaller batch")
+        kind = what.replace("_", " ")
         raise ArgumentError(
             "n_qubits",
             n_qubits,
-            f"a {n_qubits}-qubit statevector needs about {_bytes(needed)} {what}, "
+            f"a {n_qubits}-qubit {kind} needs about {_bytes(needed)} {per}, "
             f"{_bytes(available)} is free; use fewer qubits{advice}",
         )
 

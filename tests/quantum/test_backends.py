@@ -45,7 +45,10 @@ def test_the_refusals_and_the_help_text_list_the_registered_backends(toy):
         QuantumLayer(n_qubits=2, backend="gpu")
     with pytest.raises(ArgumentError, match="shots=8: the toy backend is exact; use backend=torch or aer$"):
         QuantumLayer(n_qubits=2, backend="toy", shots=8)
-    with pytest.raises(ArgumentError, match="noise models need backend=aer$"):
+    with pytest.raises(
+        ArgumentError,
+        match=r"noise.depolarizing=\[0.1, 0.1\]: the toy backend is ideal; noise needs backend=torch or aer$",
+    ):
         QuantumLayer(n_qubits=2, backend="toy", noise={"depolarizing": [0.1, 0.1]})
     assert "toy (a toy for tests)" in summary()
 
