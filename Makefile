@@ -43,13 +43,14 @@ format: $(INSTALLED)
 	$(VENV)/bin/ruff check --fix qtrain tests benchmarks
 	$(VENV)/bin/ruff format qtrain tests benchmarks
 
-bench: $(INSTALLED)  ## the first run, training throughput, input pipeline, quantum head per backend, hybrid step cost, peer simulators ([bench] extra); rewrites the tables of docs/benchmarks.md (and benchmarks/results/)
+bench: $(INSTALLED)  ## the first run, training throughput, input pipeline, quantum head per backend, hybrid step cost, peer simulators ([bench] extra), the noisy head; rewrites the tables of docs/benchmarks.md (and benchmarks/results/)
 	$(PY) benchmarks/first_run.py
 	$(PY) benchmarks/training_throughput.py
 	$(PY) benchmarks/input_pipeline.py
 	$(PY) benchmarks/quantum_head.py
 	$(PY) benchmarks/hybrid_step.py
 	$(PY) benchmarks/peer_simulators.py
+	$(PY) benchmarks/noisy_head.py
 
 sweep: $(INSTALLED)  ## a small example Optuna sweep: 4 short trials of cnn_quantum, then see them in make mlflow-ui
 	$(PY) -m qtrain -m hparams_search=optuna model=cnn_quantum stages.train.epochs=3 hydra.sweeper.n_trials=4 $(ARGS)

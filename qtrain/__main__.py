@@ -65,7 +65,8 @@ def refuse_a_schema_error_in_a_line() -> None:
         arguments, _ = COMMAND_LINE.parse_known_args()
         if arguments.not_a_run is None:
             cfg = compose(first_point(arguments.overrides), evaluate=False)  # the job reads a checkpoint
-            check_quantum(cfg)  # what a backend cannot simulate, before a run folder exists
+            if cfg.train or not cfg.ckpt_path:  # (an evaluation's circuit is the checkpoint's: the run checks it)
+                check_quantum(cfg)  # what a backend cannot simulate, before a run folder exists
     except ConfigError as error:
         print(error, file=sys.stderr)
         sys.exit(1)

@@ -84,7 +84,7 @@ def check_config(cfg: DictConfig) -> dict:
 def check_quantum(cfg: DictConfig) -> None:
     """The model's circuit options a backend cannot take (noise, shots, a device narrower
     than the circuit), refused in the model's keys before anything runs."""
-    from qtrain.quantum.backends import check  # qiskit loads for a run, not for `--help`
+    from qtrain.quantum.backends import BACKENDS, check  # qiskit loads for a run, not for `--help`
 
     node = cfg.model.get("quantum") if isinstance(cfg.model, DictConfig) else None
     if not isinstance(node, DictConfig) or "backend" not in node:
@@ -93,6 +93,18 @@ def check_quantum(cfg: DictConfig) -> None:
         check(node.n_qubits, node.backend, node.shots, node.get("noise"))
     except ArgumentError as error:
         raise ConfigError(f"model.quantum.{error.argument}", error.value, error.accepted) from None
+    if BACKENDS.get(node.backend) is not None and BACKENDS[node.backend].hardware:
+        if cfg.train:
+            raise ConfigError(
+                "model.quantum.backend",
+                node.backend,
+                "evaluates a trained model on a device: train=false ckpt_path=<run>/checkpoints/best.pt "
+                "(training would send two jobs per parameter for every step)",
+            )
+        if not str(node.noise.device).startswith("Fake") and cfg.trainer.limit_eval_batches is None:
+            raise ConfigError(
+                "trainer.limit_eval_batches", None, "caps the batches sent to the device (each is a job): set it"
+            )
 
 
 def _resolved(cfg: DictConfig) -> dict | None:

@@ -13,6 +13,8 @@ from hydra import compose
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
+from qtrain.config.schema import upgraded
+
 EXPERIMENT_GROUPS = ("task", "dataset", "encoder", "model", "optimizer", "scheduler", "stages")
 # Not the experiment's (a resume may change fewer: qtrain.engine.resume.PER_INVOCATION).
 PER_INVOCATION = ("hardware", "tracking", "trainer", "train", "test", "ckpt_path", "init_from", "export", "debug")
@@ -28,7 +30,7 @@ def checkpoint_experiment(cfg: DictConfig, overrides: list[str], **compose_optio
     from qtrain.files import load_tagged
 
     try:
-        saved = load_tagged(Path(cfg.ckpt_path).expanduser(), FORMAT, "checkpoint")["config"]
+        saved = upgraded(load_tagged(Path(cfg.ckpt_path).expanduser(), FORMAT, "checkpoint")["config"])
     except (OSError, ValueError, KeyError):
         return None
     given = {o.lstrip("+~").split("=", 1)[0] for o in overrides}

@@ -122,7 +122,7 @@ class Quantum:
     observables: Any = MISSING  # z, zz, or a list of Pauli strings
     backend: str = MISSING  # a name registered in qtrain.quantum.backends
     shots: Optional[int] = MISSING
-    noise: Optional[Noise] = None  # null (a checkpoint from before noise had its keys) or the spec
+    noise: Optional[Noise] = MISSING  # null: ideal, as are all its keys null
     dtype: Dtype = MISSING
     seed: Optional[int] = MISSING
 
@@ -200,6 +200,16 @@ def plain_values(node: DictConfig) -> dict:
     """A node as plain Python, as checkpoints and trackers keep it: resolved, choices as
     their names (a Choice member in a checkpoint would not load with weights_only)."""
     return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+
+
+def upgraded(config: dict) -> dict:
+    """A config a checkpoint saved, in today's shape (a resume compares it, an evaluation
+    composes it): before noise had keys, a quantum spec saved `noise: null` (ideal), which
+    is now the spec with its defaults (ideal too)."""
+    quantum = config.get("model", {}).get("quantum")
+    if isinstance(quantum, dict) and "noise" in quantum and quantum["noise"] is None:
+        quantum["noise"] = plain_values(OmegaConf.structured(Noise))
+    return config
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, object]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from qtrain.config.schema import upgraded
 from qtrain.engine.run_directory import holds_a_run
 from qtrain.errors import ConfigError
 from qtrain.files import atomic_write, load_tagged, remove_dead_temporaries, save_tagged
@@ -35,9 +36,11 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
     if not path.is_file():
         raise ConfigError(key, path, "no such file; give a checkpoints/last.pt (resume) or best.pt (evaluate)")
     try:
-        return load_tagged(path, FORMAT, "checkpoint")
+        checkpoint = load_tagged(path, FORMAT, "checkpoint")
     except ValueError as why:
         raise ConfigError(key, path, str(why)) from None
+    checkpoint["config"] = upgraded(checkpoint["config"])
+    return checkpoint
 
 
 def clean_after_kill(path: Path) -> None:

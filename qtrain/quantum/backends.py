@@ -27,10 +27,16 @@ class Backend:
     summary: str  # one line, for the help text and the docs
     shots: bool = True  # takes `shots` (sampling noise); False: exact only
     noise: bool = False  # takes a noise model (`noise`)
+    hardware: bool = False  # runs on the device `noise.device` names, not a simulation of it
+    check: str | None = None  # "module.function"(n_qubits, shots, noise spec): its own refusals
 
     def load(self) -> type:
-        module, _, name = self.target.rpartition(".")
-        return getattr(importlib.import_module(module), name)
+        return _find(self.target)
+
+
+def _find(target: str):
+    module, _, name = target.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 BACKENDS: dict[str, Backend] = {}
@@ -49,6 +55,16 @@ register(
     Backend("qtrain.quantum.qiskit_backends.QiskitBackend", "qiskit-machine-learning's EstimatorQNN", shots=False),
 )
 register("aer", Backend("qtrain.quantum.qiskit_backends.AerBackend", "qiskit-aer: shots and noise", noise=True))
+register(
+    "ibm",
+    Backend(
+        "qtrain.quantum.ibm_backend.IbmBackend",
+        "IBM Quantum through qiskit-ibm-runtime, evaluation only",
+        noise=True,
+        hardware=True,
+        check="qtrain.quantum.ibm_backend.check_device",
+    ),
+)
 
 
 def check(n_qubits: int, name: str, shots: int | None, noise) -> tuple[Backend, dict | None]:
@@ -58,9 +74,12 @@ def check(n_qubits: int, name: str, shots: int | None, noise) -> tuple[Backend, 
 
     if shots is not None and (isinstance(shots, bool) or not isinstance(shots, int) or shots < 1):
         raise ArgumentError("shots", shots, "use null (exact) or a positive integer")
-    spec = check_noise(noise)
+    hardware = name in BACKENDS and BACKENDS[name].hardware
+    spec = check_noise(noise, hardware)
     chosen = backend(name, shots, spec)
-    if spec is not None and "device" in spec:
+    if chosen.check:
+        _find(chosen.check)(n_qubits, shots, spec)
+    elif spec is not None and "device" in spec:
         check_width(n_qubits, spec["device"])
     return chosen, spec
 

@@ -65,14 +65,27 @@ class QuantumLayer(nn.Module):
         self.observables = build_observables(observables, n_qubits)
         self.backend, self.shots, self.dtype = backend, shots, DTYPES[dtype]
         self.noise = noise
-        noisy = noisy_circuit(self, noise, seed) if noise else None
+        noisy = noisy_circuit(self, noise, seed) if noise and not chosen.hardware else None
         self.simulated_circuit = noisy.circuit if noisy else self.circuit
         self.simulated_observables = noisy.observables if noisy else self.observables
         initial = torch.empty(len(self.weight_params), dtype=self.dtype).uniform_(-1, 1)
         runner = implementation(self, initial, shots=shots, noise=noisy, seed=seed)
         object.__setattr__(self, "runner", runner)  # not a submodule: `weights` is the only state
         self.weights = runner.weights
-        self.noise_record = {**noisy.record, "backend": backend, "method": runner.method} if noisy else None
+        self._simulated = noisy.record if noisy else {}
+
+    @property
+    def noise_record(self) -> dict | None:
+        """What runs: the device, its calibration date, the layout, the method (and a
+        hardware backend's jobs); None when ideal."""
+        if self.noise is None:
+            return None
+        return {
+            **self._simulated,
+            "backend": self.backend,
+            "method": self.runner.method,
+            **getattr(self.runner, "record", {}),
+        }
 
     @property
     def n_outputs(self) -> int:

@@ -5,7 +5,9 @@ instruction's error channel, and each output as it is measured on a device.
 The errors come from qiskit-aer's public `basic_device_gate_errors` and
 `basic_device_readout_errors`, the two functions `NoiseModel.from_backend` builds its model
 from (gate errors: depolarizing and thermal relaxation with the gate times; readout
-assignment errors; no delays, since these circuits have none). The generic models put
+assignment errors; no delays, since these circuits have none). The readout errors are the
+calibration's P(0|1) and P(1|0), as qiskit-ibm-runtime's local testing mode takes them
+(from_backend, reading the target, has only their mean). The generic models put
 `depolarizing_error(p1, 1)` after every one-qubit gate and `depolarizing_error(p2, 2)` after
 every two-qubit gate of the layer's own circuit (its gates as qiskit's library writes them:
 h, p, rx, ry, rz, cx, ...) and a `ReadoutError` on every qubit.
@@ -45,9 +47,10 @@ ROTATIONS = ("rx", "ry", "rz", "p")  # the parameterized gates a simulated circu
 BASIS_CHANGE = {"X": ["h"], "Y": ["sdg", "h"]}
 
 
-def check_noise(noise) -> dict | None:
+def check_noise(noise, hardware: bool = False) -> dict | None:
     """The noise spec with its defaults, None when it asks for no noise; refused in a
-    line naming the key when a value is not one this module can simulate."""
+    line naming the key when a value is not one this module can simulate (`hardware`: the
+    device is one to run on, checked by its backend)."""
     if noise is None:
         return None
     if not hasattr(noise, "items"):
@@ -58,7 +61,8 @@ def check_noise(noise) -> dict | None:
     if not any(key in noise for key in SOURCES):
         return None
     if "device" in noise:
-        device_class(noise["device"])
+        if not hardware:
+            device_class(noise["device"])
         for key in set(noise) & {"depolarizing", "readout"}:
             raise ArgumentError(f"noise.{key}", noise[key], "a device brings its own noise; drop it or noise.device")
     if "depolarizing" in noise:
@@ -132,10 +136,10 @@ def device(name: str):
     gate_errors = {
         (gate, tuple(qubits)): error for gate, qubits, error in basic_device_gate_errors(target=backend.target)
     }
-    readout = {
-        qubits[0]: np.asarray(error.probabilities)
-        for qubits, error in basic_device_readout_errors(target=backend.target)
-    }
+    # P(0|1) and P(1|0) from the calibration, as qiskit-ibm-runtime's local testing mode
+    # reads them (the target alone has their mean: from_backend's readout is symmetric).
+    source = {"properties": backend.properties()} if hasattr(backend, "properties") else {"target": backend.target}
+    readout = {qubits[0]: np.asarray(error.probabilities) for qubits, error in basic_device_readout_errors(**source)}
     return backend, gate_errors, readout
 
 

@@ -25,14 +25,16 @@ ONE_QUBIT_GATES = ["h", "p", "rx", "ry", "rz", "s", "sdg", "sx", "x", "y", "z"]
 
 @functools.cache
 def device_model(name: str) -> tuple[NoiseModel, dict[int, np.ndarray]]:
-    """The device's noise model as qiskit-aer builds it, and its readout confusion matrices
-    (P(measured | prepared), symmetric: the target's measure error)."""
+    """The device's gate noise as qiskit-aer's from_backend builds it, and its readout
+    confusion matrices P(measured | prepared) from the calibration's P(1|0) and P(0|1)."""
     device = getattr(fake_provider, name)()
+    calibration = device.properties()
     readout = {}
-    for (qubit,), properties in device.target["measure"].items():
-        p = properties.error
-        readout[qubit] = np.array([[1 - p, p], [p, 1 - p]])
-    return NoiseModel.from_backend(device), readout
+    for qubit in range(device.num_qubits):
+        flip0 = calibration.qubit_property(qubit, "prob_meas1_prep0")[0]
+        flip1 = calibration.qubit_property(qubit, "prob_meas0_prep1")[0]
+        readout[qubit] = np.array([[1 - flip0, flip0], [flip1, 1 - flip1]])
+    return NoiseModel.from_backend(device, readout_error=False), readout
 
 
 def generic_model(noise: dict, n_qubits: int) -> tuple[NoiseModel, dict[int, np.ndarray]]:
