@@ -150,17 +150,7 @@ def widths(sizes: list[int], repeats: int) -> list[dict]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--aer-batch", type=int, default=4, help="samples aer's training step is timed on")
-    parser.add_argument("--widths", type=int, nargs="*", default=[6, 8, 9, 10, 11])
-    parser.add_argument("--width", type=int, help=argparse.SUPPRESS)  # the child of --widths
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    args = parser.parse_args()
-    if args.width:
-        one_width(args.width, args.repeats)
-        return
+def compare_table(args) -> None:
     write_results(
         args.out,
         "noisy_head",
@@ -175,6 +165,9 @@ def main() -> None:
             r["goal"],
         ],
     )
+
+
+def widths_table(args) -> None:
     write_results(
         args.out,
         "noisy_widths",
@@ -186,6 +179,24 @@ def main() -> None:
             f"{r['peak_gib']:.2f} GiB" if r["peak_gib"] is not None else "-",
         ],
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--aer-batch", type=int, default=4, help="samples aer's training step is timed on")
+    parser.add_argument("--widths", type=int, nargs="*", default=[6, 8, 9, 10, 11, 12])
+    parser.add_argument("--parts", nargs="+", choices=["compare", "widths"], default=["compare", "widths"])
+    parser.add_argument("--width", type=int, help=argparse.SUPPRESS)  # the child of --widths
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    if args.width:
+        one_width(args.width, args.repeats)
+        return
+    if "compare" in args.parts:
+        compare_table(args)
+    if "widths" in args.parts:
+        widths_table(args)
 
 
 if __name__ == "__main__":

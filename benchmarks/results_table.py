@@ -1,5 +1,5 @@
 """Where every benchmark's figures go: <name>.json (all of them) and <name>.md (the table)
-in --out, and the table of docs/benchmarks.md between `<!-- bench:<name> -->` and
+in --out, and the table of the docs/ page (docs/benchmarks.md, docs/noise.md) between `<!-- bench:<name> -->` and
 `<!-- /bench:<name> -->`, headed by the date, the command and the machine (`make bench`
 rewrites them all)."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def write_results(out: Path, name: str, rows: list[dict], columns: list[str], cells) -> None:
@@ -32,16 +32,17 @@ def write_results(out: Path, name: str, rows: list[dict], columns: list[str], ce
 
 
 def rewrite_docs(name: str, table: str, machine: dict) -> None:
-    """This run's table in place of the docs' one, if the docs have a place for it."""
+    """This run's table in place of the docs' one, in the page of docs/ that has a place for it."""
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
-    text = DOCS.read_text()
-    if start not in text:
-        return
-    before, rest = text.split(start, 1)
-    after = rest.split(end, 1)[1]
-    script = Path(sys.argv[0]).resolve().relative_to(DOCS.parents[1]).as_posix()
-    command = " ".join(["python", script, *sys.argv[1:]])
-    where = f"{machine['cpu']}, {machine['threads']} torch threads, torch {machine['torch']}"
-    header = f"Measured {datetime.date.today()} with `{command}` ({where}):"
-    DOCS.write_text(f"{before}{start}\n{header}\n\n{table}\n{end}{after}")
-    print(f"rewrote the {name} table of {DOCS}")
+    for page in sorted(DOCS.glob("*.md")):
+        text = page.read_text()
+        if start not in text:
+            continue
+        before, rest = text.split(start, 1)
+        after = rest.split(end, 1)[1]
+        script = Path(sys.argv[0]).resolve().relative_to(DOCS.parent).as_posix()
+        command = " ".join(["python", script, *sys.argv[1:]])
+        where = f"{machine['cpu']}, {machine['threads']} torch threads, torch {machine['torch']}"
+        header = f"Measured {datetime.date.today()} with `{command}` ({where}):"
+        page.write_text(f"{before}{start}\n{header}\n\n{table}\n{end}{after}")
+        print(f"rewrote the {name} table of {page}")

@@ -143,6 +143,9 @@ def device(name: str):
     return backend, gate_errors, readout
 
 
+GateError = tuple[str, "tuple[int, ...] | None", object]  # (gate, its qubits or None: all, a QuantumError)
+
+
 @dataclass
 class Instruction:
     qubits: tuple[int, ...]  # simulated qubits, the instruction's qubit 0 first (qiskit's bit 0)
@@ -160,9 +163,7 @@ class NoisyCircuit:
     instructions: list[Instruction]
     measured: list[list[tuple[complex, dict[int, np.ndarray]]]]  # per output: (coeff, {qubit: 2x2})
     record: dict = field(default_factory=dict)
-    errors: list[tuple[str, tuple[int, ...] | None, object]] = field(
-        default_factory=list
-    )  # (gate, qubits or all, error)
+    errors: list[GateError] = field(default_factory=list)
     readout: dict[int, np.ndarray] = field(default_factory=dict)  # circuit qubit -> P(measured | prepared)
 
     @property

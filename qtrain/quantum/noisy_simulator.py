@@ -130,13 +130,13 @@ class Chains:
         self.consts: list[np.ndarray] = [np.eye(size)]  # index 0: the identity of the padding
         merged = [self._merged(chain) for chain in chains]
         length = max(map(len, merged), default=0)
-        self.steps = []  # per step: the consts' indices, the rows' columns, which chains read the rows
+        self.steps = []  # per step: the consts' indices, the rows' columns, which chains read the rows, any
         for t in range(length):
             padded = [[("const", 0)] * (length - len(chain)) + chain for chain in merged]
             dynamic = np.array([chain[t][0] != "const" for chain in padded])
             consts = np.array([0 if d else chain[t][1] for d, chain in zip(dynamic, padded)])
             rows = np.array([column[chain[t]] if d else 0 for d, chain in zip(dynamic, padded)])
-            self.steps.append((torch.as_tensor(consts), torch.as_tensor(rows), torch.as_tensor(dynamic)))
+            self.steps.append((torch.as_tensor(consts), torch.as_tensor(rows), torch.as_tensor(dynamic), dynamic.any()))
         self.bank = np.stack(self.consts)
 
     def _merged(self, chain: list[tuple]) -> list[tuple]:
@@ -156,9 +156,9 @@ class Chains:
         the consts as a tensor (self.bank)."""
         per_row = torch.stack([values[key] for key in self.keys], 1) if self.keys else None
         total = None
-        for consts, rows, dynamic in self.steps:
+        for consts, rows, dynamic, any_dynamic in self.steps:
             factor = bank[consts.to(bank.device)][None]
-            if dynamic.any():
+            if any_dynamic:  # a Python bool: torch.export cannot branch on a tensor
                 picked = per_row.index_select(1, rows.to(bank.device))
                 factor = torch.where(dynamic.to(bank.device)[None, :, None, None], picked, factor)
             total = factor if total is None else factor @ total
@@ -277,7 +277,6 @@ class DensityMatrix(NoisySimulator):
                 later |= qubits
         self.states = Program(self, sorted(inputs_part))
         self.observables = Program(self, sorted(set(range(len(circuit.instructions))) - inputs_part))
-        self.groups = self.states.groups + self.observables.groups
 
     def instruction_factors(self, i: int) -> list[tuple]:
         instruction = self.circuit.instructions[i]
@@ -333,7 +332,6 @@ class Trajectories(NoisySimulator):
                 self.options[i] = (scaled, weights / weights.sum())
         super().__init__(circuit, input_params, weight_params)
         self.program = Program(self, list(range(len(circuit.instructions))))
-        self.groups = self.program.groups
         self.trajectories, self.generator = trajectories, generator
         self.standard_error: torch.Tensor | None = None
 

@@ -30,21 +30,27 @@ class TorchBackend:
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
         if noise is None:
             self.method, self.n_qubits, self.states = "statevector", layer.circuit.num_qubits, STATES_IN_FLIGHT
+            self.fixed = 0
             check_memory(self.n_qubits, initial.dtype)
             self.simulator = TorchStatevector(layer.circuit, layer.input_params, layer.weight_params)
             self.expectations = PauliExpectations(layer.observables)
             self.size = self.simulator.dim
             return
         self.method, self.expectations = noise_method(layer.noise["method"], noise.n_qubits), None  # measured inside
+        # Autograd keeps a state a group: the batch's, and (density matrix) one per output
+        # for the part that runs on the observables, whatever the batch.
+        self.n_qubits, self.fixed = noise.n_qubits, 0
         if self.method == "density_matrix":
             self.simulator = DensityMatrix(noise, layer.input_params, layer.weight_params)
-            self.size = 4**noise.n_qubits
+            self.size, self.states = 4**noise.n_qubits, len(self.simulator.states.groups) + 2
+            self.fixed = (len(self.simulator.observables.groups) + 2) * len(noise.measured) * self.size
         else:
             trajectories = layer.noise["trajectories"]
             self.simulator = Trajectories(noise, layer.input_params, layer.weight_params, trajectories, self.generator)
-            self.size = trajectories * 2**noise.n_qubits
-        self.n_qubits, self.states = noise.n_qubits, len(self.simulator.groups) + 2  # autograd keeps one a group
-        check_memory(self.n_qubits, initial.dtype, size=self.size, states=self.states, what=self.method)
+            self.size, self.states = trajectories * 2**noise.n_qubits, len(self.simulator.program.groups) + 2
+        check_memory(
+            self.n_qubits, initial.dtype, size=self.size, states=self.states, what=self.method, fixed=self.fixed
+        )
 
     @property
     def standard_error(self) -> torch.Tensor | None:
@@ -53,7 +59,7 @@ class TorchBackend:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] * self.size >= CHECKED_FROM:
-            check_memory(self.n_qubits, self.weights.dtype, x.shape[0], self.size, self.states, self.method)
+            check_memory(self.n_qubits, self.weights.dtype, x.shape[0], self.size, self.states, self.method, self.fixed)
         with threads_for(x.shape[0] * self.size) as restore:
             # The weights' dtype: `layer.double()` simulates in complex128, as torch users expect.
             inputs, weights = x.to(self.weights.dtype), self.weights
@@ -96,14 +102,16 @@ def check_memory(
     size: int | None = None,
     states: int = STATES_IN_FLIGHT,
     what: str = "statevector",
+    fixed: int = 0,
 ) -> None:
     """Refuse, before allocating anything, a circuit whose states cannot fit in free
     memory (a sample's when the layer is built, the batch's before a large forward).
-    `size`: a sample's complex entries (2**n for a statevector), `states`: how many are kept."""
+    `size`: a sample's entries (2**n for a statevector), `states`: how many are kept,
+    `fixed`: entries kept whatever the batch."""
     if not isinstance(n_qubits, int) or n_qubits < 1:
         raise ArgumentError("n_qubits", n_qubits, "must be a positive integer")
-    bytes_per_amplitude = 8 if dtype == torch.float32 else 16
-    needed = batch * (size or 2**n_qubits) * bytes_per_amplitude * states
+    bytes_per_amplitude = (8 if dtype == torch.float32 else 16) // (2 if what == "density_matrix" else 1)  # real
+    needed = (batch * (size or 2**n_qubits) * states + fixed) * bytes_per_amplitude
     available = psutil.virtual_memory().available
     if needed > available:
         per, advice = ("per sample", "") if batch == 1 else (f"for a batch of {batch}", " or a smaller batch")

@@ -41,13 +41,13 @@ def test_a_registered_backend_runs_a_layer_with_gradients(toy):
 
 
 def test_the_refusals_and_the_help_text_list_the_registered_backends(toy):
-    with pytest.raises(ArgumentError, match="backend=gpu: use one of torch, qiskit, aer, toy$"):
+    with pytest.raises(ArgumentError, match="backend=gpu: use one of torch, qiskit, aer, ibm, toy$"):
         QuantumLayer(n_qubits=2, backend="gpu")
-    with pytest.raises(ArgumentError, match="shots=8: the toy backend is exact; use backend=torch or aer$"):
+    with pytest.raises(ArgumentError, match="shots=8: the toy backend is exact; use backend=torch or aer or ibm$"):
         QuantumLayer(n_qubits=2, backend="toy", shots=8)
     with pytest.raises(
         ArgumentError,
-        match=r"noise.depolarizing=\[0.1, 0.1\]: the toy backend is ideal; noise needs backend=torch or aer$",
+        match=r"noise.depolarizing=\[0.1, 0.1\]: the toy backend is ideal; noise needs backend=torch or aer or ibm$",
     ):
         QuantumLayer(n_qubits=2, backend="toy", noise={"depolarizing": [0.1, 0.1]})
     assert "toy (a toy for tests)" in summary()

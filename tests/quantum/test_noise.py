@@ -122,10 +122,25 @@ def check_against_aer(noise: dict, spec: dict) -> QuantumLayer:
     return layer
 
 
-@pytest.mark.parametrize("spec", CIRCUITS, ids=lambda s: f"{s['feature_map']}-{s['ansatz']}")
-@pytest.mark.parametrize("noise", NOISES, ids=lambda n: "-".join(map(str, n)))
-def test_the_noisy_density_matrix_equals_qiskit_aer(noise, spec):
-    check_against_aer(noise, spec)
+# make test: each noise on one circuit, every circuit at least once; the slow tier: the rest.
+PAIRS = [(noise, CIRCUITS[k % len(CIRCUITS)]) for k, noise in enumerate(NOISES)]
+REST = [(noise, spec) for noise in NOISES for spec in CIRCUITS if (noise, spec) not in PAIRS]
+
+
+def case_id(case) -> str:
+    noise, spec = case
+    return f"{'-'.join(map(str, noise))}-{spec['feature_map']}-{spec['ansatz']}"
+
+
+@pytest.mark.parametrize("case", PAIRS, ids=case_id)
+def test_the_noisy_density_matrix_equals_qiskit_aer(case):
+    check_against_aer(*case)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", REST, ids=case_id)
+def test_every_circuit_under_every_noise_equals_qiskit_aer(case):
+    check_against_aer(*case)
 
 
 @pytest.mark.slow  # FakeTorino's noise model takes about 7 s to build, each way
@@ -276,3 +291,11 @@ def test_the_layer_refuses_in_its_arguments():
         QuantumLayer(n_qubits=2, noise={"readout": 0.1, "trajectories": 1})
     with pytest.raises(ArgumentError, match=r"^noise.colour=red: use one of device, depolarizing"):
         QuantumLayer(n_qubits=2, noise={"colour": "red"})
+
+
+def test_a_noisy_layer_exports_with_a_free_batch_size():
+    layer = layer_under({"device": "FakeManilaV2"}, n_qubits=3, feature_map="angle_ry", reps=1).eval()
+    x = torch.rand(4, 3, dtype=torch.float64)
+    program = torch.export.export(layer, (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},)).module()
+    wider = torch.rand(7, 3, dtype=torch.float64)
+    torch.testing.assert_close(program(wider), layer(wider))

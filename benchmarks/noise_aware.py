@@ -1,0 +1,83 @@
+"""Noise-aware training, measured: for each experiment and seed, the ideal twin
+(`model.quantum.noise.device=null`) and the noise-trained run, then each checkpoint
+evaluated the other way (`train=false ckpt_path=... model.quantum.noise.device=...`).
+The table: test accuracy, mean and spread over the seeds, of ideal-trained evaluated
+ideal and noisy, and noise-trained evaluated noisy and ideal (and per head, where the
+model has heads).
+
+    python benchmarks/noise_aware.py --experiments digits_noise_aware --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from results_table import write_results
+
+DEVICE = "FakeNairobiV2"
+CASES = {  # column: (which run's checkpoint, the device it is evaluated under)
+    "ideal-trained, ideal": ("ideal", None),
+    "ideal-trained, noisy": ("ideal", DEVICE),
+    "noise-trained, noisy": ("noisy", DEVICE),
+    "noise-trained, ideal": ("noisy", "null"),
+}
+
+
+def qtrain(folder: Path, *overrides: str) -> dict:
+    command = [sys.executable, "-m", "qtrain", *overrides, "tracking=none", "trainer.progress=false"]
+    subprocess.run([*command, f"hydra.run.dir={folder}"], check=True, stdout=subprocess.DEVNULL)
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def one_seed(experiment: str, seed: int, extra: list[str], root: Path) -> dict[str, dict]:
+    base = [f"experiment={experiment}", f"seed={seed}", *extra]
+    trained = {"ideal": root / "ideal", "noisy": root / "noisy"}
+    results = {"ideal-trained, ideal": qtrain(trained["ideal"], *base, "model.quantum.noise.device=null")}
+    results["noise-trained, noisy"] = qtrain(trained["noisy"], *base)
+    for case, (run, device) in CASES.items():
+        if case not in results:
+            checkpoint = trained[run] / "checkpoints" / "best.pt"
+            evaluation = ["train=false", f"ckpt_path={checkpoint}", f"model.quantum.noise.device={device}", *extra]
+            results[case] = qtrain(root / case.replace(", ", "_").replace("-", "_"), *evaluation)
+    return results
+
+
+def summary(values: list[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiments", nargs="+", default=["digits_noise_aware"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--extra", nargs="*", default=[], help="overrides for every command (dataset.root=...)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    for experiment in args.experiments:
+        rows = []
+        seeds = []
+        for seed in args.seeds:
+            with tempfile.TemporaryDirectory() as folder:
+                seeds.append(one_seed(experiment, seed, args.extra, Path(folder)))
+        metrics = [name for name in seeds[0]["ideal-trained, ideal"] if name.startswith("test/acc")]
+        for metric in metrics:
+            cells = {case: [s[case][metric] for s in seeds] for case in CASES}
+            rows.append({"experiment": experiment, "metric": metric, "seeds": args.seeds, **cells})
+        write_results(  # one table per experiment: docs/noise.md's `bench:noise_aware_<experiment>`
+            args.out,
+            f"noise_aware_{experiment}",
+            rows,
+            [f"{experiment}, {len(args.seeds)} seeds", *CASES],
+            lambda r: [r["metric"], *(summary(r[case]) for case in CASES)],
+        )
+
+
+if __name__ == "__main__":
+    main()
