@@ -6,6 +6,7 @@ readout confusion applied to the measured bits."""
 from __future__ import annotations
 
 import functools
+import json
 
 import numpy as np
 import pytest
@@ -238,7 +239,7 @@ def test_shots_sample_around_the_noisy_values():
     assert 0 < (sampled(x) - exact(x)).abs().max() < bound
 
 
-REFUSALS = {  # overrides: the one line
+REFUSALS = {  # overrides: the start of the one line
     "unknown device": (
         ["model.quantum.noise.device=FakeNope"],
         "model.quantum.noise.device=FakeNope: use a fake device",
@@ -264,11 +265,20 @@ REFUSALS = {  # overrides: the one line
         ["model.quantum.noise.method=exact"],
         "model.quantum.noise.method=exact: use one of auto, density_matrix",
     ),
+    "no token": (
+        ["model.quantum.backend=ibm", "model.quantum.noise.device=ibm_torino"],
+        "model.quantum.noise.device=ibm_torino: backend=ibm needs QISKIT_IBM_TOKEN",
+    ),
+    "training on hardware": (
+        ["model.quantum.backend=ibm", "model.quantum.noise.device=FakeNairobiV2"],
+        "model.quantum.backend=ibm: evaluates a trained model on a device",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", REFUSALS)
-def test_what_no_backend_can_simulate_is_refused_in_the_models_keys(case):
+def test_what_no_backend_can_simulate_is_refused_in_the_models_keys(case, monkeypatch):
+    monkeypatch.delenv("QISKIT_IBM_TOKEN", raising=False)
     overrides, message = REFUSALS[case]
     with pytest.raises(ConfigError) as error:
         check_quantum(qtrain.compose(["model=cnn_quantum", *overrides]))
@@ -277,7 +287,8 @@ def test_what_no_backend_can_simulate_is_refused_in_the_models_keys(case):
 
 @pytest.mark.slow  # a command-line start per case
 @pytest.mark.parametrize("case", REFUSALS)
-def test_a_noise_refusal_is_one_line_before_any_run_folder(case, tmp_path, run_cli):
+def test_a_noise_refusal_is_one_line_before_any_run_folder(case, tmp_path, run_cli, monkeypatch):
+    monkeypatch.delenv("QISKIT_IBM_TOKEN", raising=False)
     overrides, message = REFUSALS[case]
     tracked = ["tracking=mlflow", f"tracking.mlflow.uri=sqlite:///{tmp_path}/mlflow.db"]
     result = run_cli("model=cnn_quantum", *overrides, *tracked, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
@@ -299,3 +310,15 @@ def test_a_noisy_layer_exports_with_a_free_batch_size():
     program = torch.export.export(layer, (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},)).module()
     wider = torch.rand(7, 3, dtype=torch.float64)
     torch.testing.assert_close(program(wider), layer(wider))
+
+
+@pytest.mark.slow  # a command-line run
+def test_a_run_under_device_noise_records_the_device_layout_and_method(tmp_path, run_cli):
+    run_dir = tmp_path / "run"
+    overrides = ["model=cnn_quantum", "model.quantum.noise.device=FakeNairobiV2", "debug=fast"]
+    result = run_cli(*overrides, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads((run_dir / "model_info.json").read_text())["quantum_noise"]["head.quantum"]
+    assert record["device"] == "FakeNairobiV2" and record["backend"] == "torch" and record["method"] == "density_matrix"
+    assert len(record["layout"]) == 6 and record["calibrated"].startswith("2024-")
+    assert "head.quantum simulates noise: device=FakeNairobiV2" in (run_dir / "qtrain.log").read_text()
