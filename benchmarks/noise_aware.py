@@ -35,10 +35,13 @@ def qtrain(folder: Path, *overrides: str) -> dict:
     return json.loads((folder / "metrics.json").read_text())
 
 
-def one_seed(experiment: str, seed: int, extra: list[str], root: Path) -> dict[str, dict]:
+def one_seed(experiment: str, seed: int, extra: list[str], root: Path, shared: str | None) -> dict[str, dict]:
     base = [f"experiment={experiment}", f"seed={seed}", *extra]
     trained = {"ideal": root / "ideal", "noisy": root / "noisy"}
     results = {"ideal-trained, ideal": qtrain(trained["ideal"], *base, "model.quantum.noise.device=null")}
+    if shared:  # the noisy run starts where the ideal one's `shared` stage ended
+        start = trained["ideal"] / "checkpoints" / f"stage_{shared}_best.pt"
+        base += [f"init_from={start}", f"stages.{shared}=null"]
     results["noise-trained, noisy"] = qtrain(trained["noisy"], *base)
     for case, (run, device) in CASES.items():
         if case not in results:
@@ -58,25 +61,34 @@ def main() -> None:
     parser.add_argument("--experiments", nargs="+", default=["digits_noise_aware"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--extra", nargs="*", default=[], help="overrides for every command (dataset.root=...)")
+    parser.add_argument(
+        "--shared-stage",
+        help="a stage that never sees the quantum head (the staged ensemble's `classical`, where it is masked): "
+        "the noisy run starts from the ideal run's checkpoint of it instead of training it again",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     for experiment in args.experiments:
-        rows = []
         seeds = []
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as folder:
-                seeds.append(one_seed(experiment, seed, args.extra, Path(folder)))
-        metrics = [name for name in seeds[0]["ideal-trained, ideal"] if name.startswith("test/acc")]
-        for metric in metrics:
-            cells = {case: [s[case][metric] for s in seeds] for case in CASES}
-            rows.append({"experiment": experiment, "metric": metric, "seeds": args.seeds, **cells})
-        write_results(  # one table per experiment: docs/noise.md's `bench:noise_aware_<experiment>`
-            args.out,
-            f"noise_aware_{experiment}",
-            rows,
-            [f"{experiment}, {len(args.seeds)} seeds", *CASES],
-            lambda r: [r["metric"], *(summary(r[case]) for case in CASES)],
-        )
+                seeds.append(one_seed(experiment, seed, args.extra, Path(folder), args.shared_stage))
+            write_table(args.out, experiment, args.seeds[: len(seeds)], seeds)  # after each seed: long runs
+
+
+def write_table(out: Path, experiment: str, seeds: list[int], results: list[dict]) -> None:
+    metrics = [name for name in results[0]["ideal-trained, ideal"] if name.startswith("test/acc")]
+    rows = []
+    for metric in metrics:
+        cells = {case: [r[case][metric] for r in results] for case in CASES}
+        rows.append({"experiment": experiment, "metric": metric, "seeds": seeds, **cells})
+    write_results(  # one table per experiment: docs/noise.md's `bench:noise_aware_<experiment>`
+        out,
+        f"noise_aware_{experiment}",
+        rows,
+        [f"{experiment}, {len(seeds)} seeds", *CASES],
+        lambda r: [r["metric"], *(summary(r[case]) for case in CASES)],
+    )
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from qtrain.config import CONFIG_DIR, TRUSTED_TARGETS, compose, first_point
-from qtrain.config.checks import check_quantum
 from qtrain.config.evaluation import checkpoint_experiment
 from qtrain.engine.interrupt import SignalStop, stop_at_once_on_sigterm
 from qtrain.errors import ConfigError, TrainingDiverged, TrainingInterrupted
+from qtrain.models.build import check_circuit
 from qtrain.sweep.sweeper import QtrainOptunaSweeper
 
 log = logging.getLogger("qtrain")
@@ -66,7 +66,7 @@ def refuse_a_schema_error_in_a_line() -> None:
         if arguments.not_a_run is None:
             cfg = compose(first_point(arguments.overrides), evaluate=False)  # the job reads a checkpoint
             if cfg.train or not cfg.ckpt_path:  # (an evaluation's circuit is the checkpoint's: the run checks it)
-                check_quantum(cfg)  # what a backend cannot simulate, before a run folder exists
+                check_circuit(cfg.model, cfg.train, cfg.trainer.limit_eval_batches)  # before a run folder exists
     except ConfigError as error:
         print(error, file=sys.stderr)
         sys.exit(1)

@@ -31,7 +31,7 @@ from qtrain.engine.loop import StepOptions
 from qtrain.engine.resume import check_resumable
 from qtrain.engine.run_checkpoints import RunCheckpoints
 from qtrain.errors import TrainingInterrupted
-from qtrain.models.build import build, config_keys
+from qtrain.models.build import build, check_circuit, config_keys
 from qtrain.predict.export import export_model
 from qtrain.predict.model_info import write_model_info
 from qtrain.quantum.layer import noise_records
@@ -81,6 +81,7 @@ class RunParts:
 def _prepare(cfg: RunConfig, processes: ProcessGroup) -> RunParts:
     """Seed, read the checkpoint, the task, the data and build the model, in the order
     (and so with the random draws) of every run."""
+    check_circuit(cfg.model, cfg.train, cfg.trainer.limit_eval_batches)
     seed_everything(cfg.seed)
     hardware, device = cfg.hardware, processes.device
     configure_backends(hardware.deterministic, hardware.cudnn_benchmark, hardware.tf32)

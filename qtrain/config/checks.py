@@ -15,7 +15,7 @@ from omegaconf.errors import InterpolationKeyError, InterpolationToMissingValueE
 
 from qtrain.config.schema import SCHEMAS, Hardware, RunConfig, Stage, Trainer, plain_values, schema_keys
 from qtrain.config.targets import check_targets
-from qtrain.errors import ArgumentError, ConfigError
+from qtrain.errors import ConfigError
 
 TOP_LEVEL = tuple(field.name for field in fields(RunConfig) if field.name != "values")
 HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
@@ -77,34 +77,7 @@ def check_config(cfg: DictConfig) -> dict:
         raise ConfigError(
             "ckpt_path", None, "train=false evaluates a checkpoint: give ckpt_path=<run>/checkpoints/best.pt"
         )
-    check_quantum(cfg)
     return values
-
-
-def check_quantum(cfg: DictConfig) -> None:
-    """The model's circuit options a backend cannot take (noise, shots, a device narrower
-    than the circuit), refused in the model's keys before anything runs."""
-    from qtrain.quantum.backends import BACKENDS, check  # qiskit loads for a run, not for `--help`
-
-    node = cfg.model.get("quantum") if isinstance(cfg.model, DictConfig) else None
-    if not isinstance(node, DictConfig) or "backend" not in node:
-        return
-    try:
-        check(node.n_qubits, node.backend, node.shots, node.get("noise"))
-    except ArgumentError as error:
-        raise ConfigError(f"model.quantum.{error.argument}", error.value, error.accepted) from None
-    if BACKENDS.get(node.backend) is not None and BACKENDS[node.backend].hardware:
-        if cfg.train:
-            raise ConfigError(
-                "model.quantum.backend",
-                node.backend,
-                "evaluates a trained model on a device: train=false ckpt_path=<run>/checkpoints/best.pt "
-                "(training would send two jobs per parameter for every step)",
-            )
-        if not str(node.noise.device).startswith("Fake") and cfg.trainer.limit_eval_batches is None:
-            raise ConfigError(
-                "trainer.limit_eval_batches", None, "caps the batches sent to the device (each is a job): set it"
-            )
 
 
 def _resolved(cfg: DictConfig) -> dict | None:

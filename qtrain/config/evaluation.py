@@ -13,8 +13,6 @@ from hydra import compose
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-from qtrain.config.schema import upgraded
-
 EXPERIMENT_GROUPS = ("task", "dataset", "encoder", "model", "optimizer", "scheduler", "stages")
 # Not the experiment's (a resume may change fewer: qtrain.engine.resume.PER_INVOCATION).
 PER_INVOCATION = ("hardware", "tracking", "trainer", "train", "test", "ckpt_path", "init_from", "export", "debug")
@@ -26,7 +24,7 @@ def checkpoint_experiment(cfg: DictConfig, overrides: list[str], **compose_optio
     with `overrides`; None otherwise (an unreadable checkpoint: the run refuses it)."""
     if cfg.train or not cfg.ckpt_path:
         return None
-    from qtrain.engine.checkpoint import FORMAT  # torch loads only for an evaluation (fast --help)
+    from qtrain.engine.checkpoint import FORMAT, upgraded  # torch loads only for an evaluation (fast --help)
     from qtrain.files import load_tagged
 
     try:

@@ -45,7 +45,6 @@ FeatureMap = _choices("FeatureMap", "zz z angle_ry angle_rx")
 Ansatz = _choices("Ansatz", "real_amplitudes efficient_su2")
 Entanglement = _choices("Entanglement", "linear circular full")
 Dtype = _choices("Dtype", "float32 float64")
-NoiseMethod = _choices("NoiseMethod", "auto density_matrix trajectories")
 
 # A number as written: 0 stays 0, as the user typed it (a float field would make it 0.0).
 Number = Union[int, float]
@@ -100,13 +99,11 @@ class Stage:
 
 
 @dataclass
-class Noise:
-    """All null: ideal. qtrain.quantum.noise checks the values (devices, probabilities)."""
-
+class Noise:  # all null: ideal; qtrain.quantum.noise checks the values (devices, probabilities)
     device: Optional[str] = None  # a qiskit-ibm-runtime fake device (or, with backend=ibm, a real one)
     depolarizing: Optional[list[Number]] = None  # [p1, p2]
     readout: Any = None  # p, or [p(1|0), p(0|1)]
-    method: NoiseMethod = NoiseMethod.auto
+    method: str = "auto"  # auto, density_matrix, trajectories
     trajectories: int = 256  # samples per input of the trajectories method
 
 
@@ -200,16 +197,6 @@ def plain_values(node: DictConfig) -> dict:
     """A node as plain Python, as checkpoints and trackers keep it: resolved, choices as
     their names (a Choice member in a checkpoint would not load with weights_only)."""
     return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
-
-
-def upgraded(config: dict) -> dict:
-    """A config a checkpoint saved, in today's shape (a resume compares it, an evaluation
-    composes it): before noise had keys, a quantum spec saved `noise: null` (ideal), which
-    is now the spec with its defaults (ideal too)."""
-    quantum = config.get("model", {}).get("quantum")
-    if isinstance(quantum, dict) and "noise" in quantum and quantum["noise"] is None:
-        quantum["noise"] = plain_values(OmegaConf.structured(Noise))
-    return config
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, object]:

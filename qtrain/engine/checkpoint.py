@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
-from qtrain.config.schema import upgraded
+from qtrain.config.schema import Noise, plain_values
 from qtrain.engine.run_directory import holds_a_run
 from qtrain.errors import ConfigError
 from qtrain.files import atomic_write, load_tagged, remove_dead_temporaries, save_tagged
@@ -41,6 +42,16 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
         raise ConfigError(key, path, str(why)) from None
     checkpoint["config"] = upgraded(checkpoint["config"])
     return checkpoint
+
+
+def upgraded(config: dict) -> dict:
+    """A config a checkpoint saved, in today's shape (a resume compares it, an evaluation
+    composes it): before noise had keys, a quantum spec saved `noise: null` (ideal), which
+    is now the spec with its defaults (ideal too)."""
+    quantum = config.get("model", {}).get("quantum")
+    if isinstance(quantum, dict) and "noise" in quantum and quantum["noise"] is None:
+        quantum["noise"] = plain_values(OmegaConf.structured(Noise))
+    return config
 
 
 def clean_after_kill(path: Path) -> None:

@@ -37,3 +37,20 @@ def config_keys(key: str) -> Iterator[None]:
 
 def _config_error(error: ArgumentError, key: str) -> ConfigError:
     return ConfigError(f"{key}.{error.argument}", error.value, error.accepted)
+
+
+def check_circuit(model: DictConfig, train: bool, eval_batches: int | None) -> None:
+    """The model's circuit (`model.quantum`), refused in its keys before anything runs: what
+    its backend cannot take, and a real device's evaluation without a cap on its jobs."""
+    from qtrain.quantum.backends import check_run  # qiskit loads for a run, not for `--help`
+    from qtrain.quantum.noise import device_names
+
+    node = model.get("quantum") if isinstance(model, DictConfig) else None
+    if not isinstance(node, DictConfig) or "backend" not in node:
+        return
+    with config_keys("model.quantum"):
+        chosen, spec = check_run(node, train)
+    if chosen.hardware and spec["device"] not in device_names() and eval_batches is None:
+        raise ConfigError(
+            "trainer.limit_eval_batches", None, "caps the batches sent to the device (each is a job): set it"
+        )

@@ -84,6 +84,20 @@ def check(n_qubits: int, name: str, shots: int | None, noise) -> tuple[Backend, 
     return chosen, spec
 
 
+def check_run(node, train: bool) -> tuple[Backend, dict | None]:
+    """A run's circuit (a mapping of the layer's arguments): `check`'s refusals, and a
+    hardware backend's: it evaluates, since training would send two jobs per parameter a step."""
+    chosen, spec = check(node["n_qubits"], node["backend"], node["shots"], node.get("noise"))
+    if chosen.hardware and train:
+        raise ArgumentError(
+            "backend",
+            node["backend"],
+            "evaluates a trained model on a device: train=false ckpt_path=<run>/checkpoints/best.pt "
+            "(training would send two jobs per parameter for every step)",
+        )
+    return chosen, spec
+
+
 def backend(name: str, shots: int | None, noise: dict | None) -> Backend:
     """The backend `name`, refused in a line when unknown or when it cannot take the
     shots or noise asked of it."""

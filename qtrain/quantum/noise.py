@@ -27,7 +27,6 @@ import difflib
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from numbers import Real
 
 import numpy as np
@@ -58,6 +57,12 @@ def check_noise(noise, hardware: bool = False) -> dict | None:
     noise = {key: _plain(value) for key, value in dict(noise).items() if value is not None}
     for key in set(noise) - set(KEYS):
         raise ArgumentError(f"noise.{key}", noise[key], f"use one of {', '.join(KEYS)}")
+    method = noise.setdefault("method", "auto")
+    if method not in METHODS:
+        raise ArgumentError("noise.method", method, f"use one of {', '.join(METHODS)}")
+    trajectories = noise.setdefault("trajectories", 256)
+    if isinstance(trajectories, bool) or not isinstance(trajectories, int) or trajectories < 2:
+        raise ArgumentError("noise.trajectories", trajectories, "an integer >= 2 (the samples per input)")
     if not any(key in noise for key in SOURCES):
         return None
     if "device" in noise:
@@ -70,19 +75,11 @@ def check_noise(noise, hardware: bool = False) -> dict | None:
     if "readout" in noise:
         value = noise["readout"]
         _probabilities("readout", value, None, "p or [p(1|0), p(0|1)]")
-    method = noise.setdefault("method", "auto")
-    if method not in METHODS:
-        raise ArgumentError("noise.method", method, f"use one of {', '.join(METHODS)}")
-    trajectories = noise.setdefault("trajectories", 256)
-    if isinstance(trajectories, bool) or not isinstance(trajectories, int) or trajectories < 2:
-        raise ArgumentError("noise.trajectories", trajectories, "an integer >= 2 (the samples per input)")
     return noise
 
 
 def _plain(value):
-    """A config's value as Python's: a choice's name, a list (a ListConfig is a Sequence)."""
-    if isinstance(value, Enum):
-        return value.value
+    """A config's value as Python's: a list (a ListConfig is a Sequence)."""
     if isinstance(value, Sequence) and not isinstance(value, str):
         return list(value)
     return value

@@ -12,11 +12,16 @@ import pytest
 import torch
 
 import qtrain
-from qtrain.config.checks import check_quantum
 from qtrain.errors import ArgumentError, ConfigError
+from qtrain.models.build import check_circuit
 from qtrain.quantum import QuantumLayer
 
 FIXTURE = Path(__file__).parents[1] / "predict" / "fixtures" / "v0.1.0" / "last.pt"  # 3 qubits, angle_ry
+
+
+def check_model_circuit(cfg) -> None:
+    """The app's check of a composed config's circuit, as `python -m qtrain` runs it first."""
+    check_circuit(cfg.model, cfg.train, cfg.trainer.limit_eval_batches)
 
 
 def test_local_testing_mode_gives_the_devices_values_one_job_a_forward():
@@ -40,7 +45,7 @@ def test_training_on_a_device_is_refused():
     with pytest.raises(ArgumentError, match="^backend=ibm: evaluates a trained model"):
         layer(torch.rand(2, 2))
     with pytest.raises(ConfigError, match="^model.quantum.backend=ibm: evaluates a trained model on a device"):
-        check_quantum(
+        check_model_circuit(
             qtrain.compose(
                 ["model=cnn_quantum", "model.quantum.backend=ibm", "model.quantum.noise.device=FakeNairobiV2"]
             )
@@ -51,12 +56,12 @@ def test_a_real_device_needs_a_token_and_a_cap(monkeypatch):
     monkeypatch.delenv("QISKIT_IBM_TOKEN", raising=False)
     evaluation = ["model=cnn_quantum", "model.quantum.backend=ibm", "train=false", "ckpt_path=x.pt"]
     with pytest.raises(ConfigError, match="^model.quantum.noise.device=ibm_torino: backend=ibm needs QISKIT_IBM_TOKEN"):
-        check_quantum(qtrain.compose([*evaluation, "model.quantum.noise.device=ibm_torino"], evaluate=False))
+        check_model_circuit(qtrain.compose([*evaluation, "model.quantum.noise.device=ibm_torino"], evaluate=False))
     monkeypatch.setenv("QISKIT_IBM_TOKEN", "not-a-real-token")
     with pytest.raises(ConfigError, match="^trainer.limit_eval_batches=None: caps the batches sent to the device"):
-        check_quantum(qtrain.compose([*evaluation, "model.quantum.noise.device=ibm_torino"], evaluate=False))
+        check_model_circuit(qtrain.compose([*evaluation, "model.quantum.noise.device=ibm_torino"], evaluate=False))
     with pytest.raises(ConfigError, match="^model.quantum.noise.device=null: backend=ibm runs on a device"):
-        check_quantum(qtrain.compose(evaluation, evaluate=False))
+        check_model_circuit(qtrain.compose(evaluation, evaluate=False))
 
 
 @pytest.mark.slow  # a command-line evaluation

@@ -17,11 +17,16 @@ from qiskit_aer.noise import NoiseModel, depolarizing_error
 from qiskit_ibm_runtime import fake_provider
 
 import qtrain
-from qtrain.config.checks import check_quantum
 from qtrain.errors import ArgumentError, ConfigError
+from qtrain.models.build import check_circuit
 from qtrain.quantum import QuantumLayer, torch_backend
 
 ONE_QUBIT_GATES = ["h", "p", "rx", "ry", "rz", "s", "sdg", "sx", "x", "y", "z"]
+
+
+def check_model_circuit(cfg) -> None:
+    """The app's check of a composed config's circuit, as `python -m qtrain` runs it first."""
+    check_circuit(cfg.model, cfg.train, cfg.trainer.limit_eval_batches)
 
 
 @functools.cache
@@ -281,7 +286,7 @@ def test_what_no_backend_can_simulate_is_refused_in_the_models_keys(case, monkey
     monkeypatch.delenv("QISKIT_IBM_TOKEN", raising=False)
     overrides, message = REFUSALS[case]
     with pytest.raises(ConfigError) as error:
-        check_quantum(qtrain.compose(["model=cnn_quantum", *overrides]))
+        check_model_circuit(qtrain.compose(["model=cnn_quantum", *overrides]))
     assert str(error.value).startswith(message)
 
 
