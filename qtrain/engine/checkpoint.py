@@ -40,7 +40,8 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
         checkpoint = load_tagged(path, FORMAT, "checkpoint")
     except ValueError as why:
         raise ConfigError(key, path, str(why)) from None
-    checkpoint["config"] = upgraded(checkpoint["config"])
+    if "config" in checkpoint:
+        checkpoint["config"] = upgraded(checkpoint["config"])
     return checkpoint
 
 
