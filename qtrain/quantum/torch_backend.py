@@ -29,16 +29,22 @@ class TorchBackend:
         self.shots = shots
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
         if noise is None:
-            self.method, self.n_qubits, self.states = "statevector", layer.circuit.num_qubits, STATES_IN_FLIGHT
-            self.fixed = 0
-            check_memory(self.n_qubits, initial.dtype)
-            self.simulator = TorchStatevector(layer.circuit, layer.input_params, layer.weight_params)
-            self.expectations = PauliExpectations(layer.observables)
-            self.size = self.simulator.dim
-            return
+            self._ideal(layer, initial.dtype)
+        else:
+            self._noisy(layer, noise, initial.dtype)
+
+    def _ideal(self, layer, dtype: torch.dtype) -> None:
+        self.method, self.n_qubits = "statevector", layer.circuit.num_qubits
+        self.states, self.fixed = STATES_IN_FLIGHT, 0
+        check_memory(self.n_qubits, dtype)  # before the simulator allocates anything
+        self.simulator = TorchStatevector(layer.circuit, layer.input_params, layer.weight_params)
+        self.expectations = PauliExpectations(layer.observables)
+        self.size = self.simulator.dim
+
+    def _noisy(self, layer, noise: NoisyCircuit, dtype: torch.dtype) -> None:
+        """Autograd keeps a state a group: the batch's, and (density matrix) one per output
+        for the part that runs on the observables, whatever the batch."""
         self.method, self.expectations = noise_method(layer.noise["method"], noise.n_qubits), None  # measured inside
-        # Autograd keeps a state a group: the batch's, and (density matrix) one per output
-        # for the part that runs on the observables, whatever the batch.
         self.n_qubits, self.fixed = noise.n_qubits, 0
         if self.method == "density_matrix":
             self.simulator = DensityMatrix(noise, layer.input_params, layer.weight_params)
@@ -48,9 +54,7 @@ class TorchBackend:
             trajectories = layer.noise["trajectories"]
             self.simulator = Trajectories(noise, layer.input_params, layer.weight_params, trajectories, self.generator)
             self.size, self.states = trajectories * 2**noise.n_qubits, len(self.simulator.program.groups) + 2
-        check_memory(
-            self.n_qubits, initial.dtype, size=self.size, states=self.states, what=self.method, fixed=self.fixed
-        )
+        check_memory(self.n_qubits, dtype, size=self.size, states=self.states, what=self.method, fixed=self.fixed)
 
     @property
     def standard_error(self) -> torch.Tensor | None:
