@@ -119,7 +119,8 @@ def check_memory(
     available = psutil.virtual_memory().available
     if needed > available:
         per, advice = ("per sample", "") if batch == 1 else (f"for a batch of {batch}", " or a smaller batch")
-        kind = what.replace("_", " ")
+        advice += " or fewer noise.trajectories" if what == "trajectories" else ""
+        kind = {"density_matrix": "density matrix", "trajectories": "statevector per trajectory"}.get(what, what)
         raise ArgumentError(
             "n_qubits",
             n_qubits,
