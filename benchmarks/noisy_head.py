@@ -144,7 +144,8 @@ def widths(sizes: list[int], repeats: int) -> list[dict]:
         result = subprocess.run(command, capture_output=True, text=True, check=False, env=os.environ)
         if result.returncode != 0:
             last = (result.stderr.strip().splitlines() or ["killed"])[-1]
-            rows.append({"n_qubits": n, "seconds": None, "peak_gib": None, "note": last[:120]})
+            why = last.split("Error: ", 1)[-1]  # the refusal's line, without the exception's name
+            rows.append({"n_qubits": n, "seconds": None, "peak_gib": None, "note": f"refused: {why}"})
             break
         rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
     return rows
