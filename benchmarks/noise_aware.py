@@ -52,8 +52,9 @@ def one_seed(experiment: str, seed: int, extra: list[str], root: Path, shared: s
 
 
 def summary(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 def main() -> None:
@@ -86,7 +87,7 @@ def write_table(out: Path, experiment: str, seeds: list[int], results: list[dict
         out,
         f"noise_aware_{experiment}",
         rows,
-        [f"{experiment}, {len(seeds)} seeds", *CASES],
+        [f"{experiment}, seeds {', '.join(map(str, seeds))}", *CASES],
         lambda r: [r["metric"], *(summary(r[case]) for case in CASES)],
     )
 
