@@ -72,8 +72,14 @@ def main() -> None:
     for experiment in args.experiments:
         seeds = []
         for seed in args.seeds:
-            with tempfile.TemporaryDirectory() as folder:
-                seeds.append(one_seed(experiment, seed, args.extra, Path(folder), args.shared_stage))
+            # A seed's results are kept in --out: a rerun with more seeds measures only the new ones.
+            kept = args.out / f"noise_aware_{experiment}_seed{seed}.json"
+            if not kept.is_file():
+                with tempfile.TemporaryDirectory() as folder:
+                    results = one_seed(experiment, seed, args.extra, Path(folder), args.shared_stage)
+                args.out.mkdir(parents=True, exist_ok=True)
+                kept.write_text(json.dumps(results, indent=2))
+            seeds.append(json.loads(kept.read_text()))
             write_table(args.out, experiment, args.seeds[: len(seeds)], seeds)  # after each seed: long runs
 
 
