@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import torch
-from results_table import write_results
+from results_table import duration, write_results
 
 SPEC = {"n_qubits": 6, "feature_map": "angle_ry", "ansatz": "real_amplitudes", "reps": 2, "seed": 0}
 DEVICE = {"device": "FakeNairobiV2"}
@@ -120,10 +120,6 @@ def row(what: str, qtrain_s: float, other: str, other_s: float, ratio: str, goal
     }
 
 
-def seconds(value: float) -> str:
-    return f"{value:.1f} s" if value >= 1 else f"{value * 1e3:.1f} ms"
-
-
 def one_width(n_qubits: int, repeats: int) -> None:
     """In a child process: print the step's median time and this process's peak memory."""
     import resource
@@ -159,9 +155,9 @@ def compare_table(args) -> None:
         ["FakeNairobiV2 noise, batch 32", "qtrain torch", "against", "its time", "ratio", "goal"],
         lambda r: [
             r["what"],
-            seconds(r["qtrain_s"]),
+            duration(r["qtrain_s"]),
             r["other"],
-            seconds(r["other_s"]),
+            duration(r["other_s"]),
             r["ratio_text"],
             r["goal"],
         ],
@@ -176,7 +172,7 @@ def widths_table(args) -> None:
         ["qubits (FakeTorino, density matrix)", "forward + backward, batch 32", "peak memory"],
         lambda r: [
             str(r["n_qubits"]),
-            seconds(r["seconds"]) if r["seconds"] is not None else r["note"],
+            duration(r["seconds"]) if r["seconds"] is not None else r["note"],
             f"{r['peak_gib']:.2f} GiB" if r["peak_gib"] is not None else "-",
         ],
     )

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 from qiskit import transpile
-from results_table import write_results
+from results_table import duration, write_results
 
 from qtrain.quantum import QuantumLayer
 from qtrain.quantum.angles import Angles
@@ -258,15 +258,11 @@ def main() -> None:
             r["workload"],
             str(r["threads"]),
             r["simulator"],
-            _duration(r["seconds"]),
+            duration(r["seconds"]),
             f"{r['slower_than_qtrain']:.1f}x slower" if r.get("slower_than_qtrain", 1) != 1 else "",
             f"{100 * r['of_bandwidth']:.1f}%" if "of_bandwidth" in r else _memory(r),
         ],
     )
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
 def _memory(row: dict) -> str:

@@ -16,6 +16,11 @@ import torch
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
+def duration(seconds: float) -> str:
+    """A time for a table: milliseconds below one second."""
+    return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
 def write_results(out: Path, name: str, rows: list[dict], columns: list[str], cells) -> None:
     """Write the rows with the machine they came from, and print the Markdown table;
     `cells(row)` gives a row's table cells in the order of `columns`."""
