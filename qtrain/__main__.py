@@ -1,4 +1,5 @@
-"""`python -m qtrain`: the Hydra entry point; returns the objective to sweepers."""
+"""`python -m qtrain`: the Hydra entry point; returns the objective to sweepers (or, for
+a trial the sweep's pruner stopped, the TrialPruned that says where)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from qtrain.config import CONFIG_DIR, TRUSTED_TARGETS, compose, first_point
 from qtrain.config.evaluation import checkpoint_experiment
 from qtrain.engine.interrupt import SignalStop, stop_at_once_on_sigterm
-from qtrain.errors import ConfigError, TrainingDiverged, TrainingInterrupted
+from qtrain.errors import ConfigError, TrainingDiverged, TrainingInterrupted, TrialPruned
 from qtrain.models.build import check_circuit
 from qtrain.sweep.sweeper import QtrainOptunaSweeper
 
@@ -26,7 +27,7 @@ log = logging.getLogger("qtrain")
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", execution_whitelist=TRUSTED_TARGETS)
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | TrialPruned:
     from qtrain.run import run  # torch and friends load after Hydra has parsed the CLI (fast --help)
 
     hydra_cfg = HydraConfig.get()
@@ -44,6 +45,9 @@ def main(cfg: DictConfig) -> float:
             produced = ", ".join(sorted(metrics))
             raise ConfigError("objective", cfg.objective, f"not a metric of this run; it produced {produced}")
         return metrics[cfg.objective]
+    except TrialPruned as pruned:  # the sweeper's pruner stopped it: the sweeper's result, not an error
+        log.info("%s", pruned)
+        return pruned
     except TrainingInterrupted as stop:
         log.warning("%s", stop)
         sys.exit(128 + stop.signum)

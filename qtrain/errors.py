@@ -66,3 +66,16 @@ class TrainingInterrupted(Exception):
     def __init__(self, signum: int, checkpoint: Path):
         super().__init__(f"stopped by signal {signum}; resume with ckpt_path={checkpoint}")
         self.signum, self.checkpoint = signum, checkpoint
+
+
+class TrialPruned(Exception):
+    """The sweep's pruner stopped Optuna trial `trial` after `epoch` (counted across
+    stages), its last.pt written. The job returns it to the sweeper, which records the
+    trial as PRUNED; its arguments are its fields, so that it pickles across processes."""
+
+    def __init__(self, trial: int, epoch: int, objective: str, value: float):
+        super().__init__(trial, epoch, objective, value)
+        self.trial, self.epoch, self.objective, self.value = trial, epoch, objective, value
+
+    def __str__(self) -> str:
+        return f"trial {self.trial} pruned after epoch {self.epoch} ({self.objective}={self.value:.4g})"

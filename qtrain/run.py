@@ -35,6 +35,7 @@ from qtrain.models.build import build, check_circuit, config_keys
 from qtrain.predict.export import export_model
 from qtrain.predict.model_info import write_model_info
 from qtrain.quantum.layer import noise_records
+from qtrain.sweep.trial import sweep_trial
 from qtrain.tasks import Task
 from qtrain.tracking.console import announce, print_summary
 from qtrain.tracking.tracker import Tracker, Trackers
@@ -108,6 +109,7 @@ def _train_and_test(
     hardware, device = cfg.hardware, processes.device
     checkpoint, task, data, model = parts.checkpoint, parts.task, parts.data, parts.model
     amp = resolve_amp(device, hardware.amp)
+    trial = sweep_trial(cfg.objective, task, run_dir) if processes.world_size == 1 else None
     log.info(
         "%s: %d train / %d val / %d test samples", data.name, data.size("train"), data.size("val"), data.size("test")
     )
@@ -134,6 +136,7 @@ def _train_and_test(
         processes=processes,
         compiled=maybe_compile(model, hardware.compile),
         on_epoch_end=tracker.log_epoch,
+        on_epoch_saved=trial.epoch_ended if trial is not None else lambda history: None,
         profiler=step_profiler(run_dir / "profile", hardware.profile and processes.is_main, hardware.profile_steps),
     )
     if checkpoint is not None:

@@ -38,7 +38,6 @@ QTRAIN = (
     "qtrain.models.timm_models.create_timm_model",
     "qtrain.models.timm_models.resnet",
     "qtrain.models.timm_models.vit",
-    "qtrain.sweep.sampler.TrialSeededTPESampler",
     "qtrain.sweep.space.SearchSpaceCallback",
     "qtrain.sweep.sweeper.QtrainOptunaSweeper",
     "qtrain.sweep.storage.OptunaStorageCallback",
@@ -61,6 +60,19 @@ OPTIMIZERS = tuple(
 )  # fmt: skip
 
 CONFIG_TARGETS = QTRAIN + OPTIMIZERS
+
+# What `hydra/sweeper/sampler` and `hydra/sweeper/pruner` may build (the upstream
+# plugin's sampler presets among them).
+SWEEP_TARGETS = (
+    *(f"optuna.samplers.{name}" for name in ("TPESampler", "RandomSampler", "CmaEsSampler", "GridSampler")),
+    *(f"optuna.samplers.{name}" for name in ("GPSampler", "QMCSampler", "NSGAIISampler", "NSGAIIISampler")),
+    "hydra_plugins.hydra_optuna_sweeper._impl.create_nsgaii_sampler",
+    "hydra_plugins.hydra_optuna_sweeper._impl.create_nsgaiii_sampler",
+    "hydra_plugins.hydra_optuna_sweeper.config.raise_motpe_removed",
+    "qtrain.sweep.sampler.TrialSeededTPESampler",
+    *(f"optuna.pruners.{name}" for name in ("NopPruner", "MedianPruner", "HyperbandPruner")),
+    *(f"optuna.pruners.{name}" for name in ("SuccessiveHalvingPruner", "PercentilePruner", "PatientPruner")),
+)
 
 
 def _timm_model_modules() -> tuple[str, ...]:

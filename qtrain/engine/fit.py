@@ -62,6 +62,7 @@ class Trainer:
         processes: ProcessGroup,
         compiled: nn.Module | None = None,
         on_epoch_end: Callable[[dict], None] = lambda row: None,
+        on_epoch_saved: Callable[[list[dict]], None] = lambda history: None,
         profiler: torch.profiler.profile | None = None,
     ):
         self.task, self.settings = options.task, settings
@@ -73,6 +74,9 @@ class Trainer:
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.checkpoints, self.processes = checkpoints, processes  # under DDP: rank 0 alone writes files
         self.on_epoch_end = on_epoch_end  # gets each history row (the tracker logs it)
+        # Gets the history once the epoch's checkpoint is written: a sweep's trial reports
+        # there, and a pruned trial stops with its last.pt.
+        self.on_epoch_saved = on_epoch_saved
         self.profiler = profiler  # stepped once per optimizer step (hardware.profile)
         self.best = BestTracker(settings.monitor, settings.monitor_mode)
         self.state = TrainState()
@@ -227,6 +231,7 @@ class Trainer:
         score = self.task.score
         shown = ("train/loss", f"train/{score}", "val/loss", f"val/{score}", settings.monitor)
         log.info("%s", epoch_line(row, shown, improved))
+        self.on_epoch_saved(state.history)
 
     def _all_ranks(self, progress: EpochProgress) -> EpochProgress:
         """The epoch's training sums over every rank (all-reduced); its time, the slowest rank's."""

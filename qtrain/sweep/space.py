@@ -61,12 +61,32 @@ def models_with(config: DictConfig, keys: list[str]) -> list[str]:
     return [model for model in loader.get_group_options("model") if has_all(model)]
 
 
+def check_pruner(config: DictConfig) -> None:
+    """A pruner needs an objective the run reports after every epoch (`val/<metric>_best`)."""
+    pruner = config.hydra.sweeper.get("pruner")
+    if pruner is None or pruner.get("_target_") == "optuna.pruners.NopPruner" or "objective" not in config:
+        return
+    from qtrain.tasks import task_class  # torch loads for a sweep, not for `--help`
+
+    reported = [f"val/{metric}_best" for metric in task_class(config.task._target_).best]
+    if config.objective not in reported:
+        choice = config.hydra.runtime.choices.get("hydra/sweeper/pruner", pruner._target_)
+        raise ConfigError(
+            "objective",
+            config.objective,
+            f"hydra/sweeper/pruner={choice} prunes on a value reported after every epoch: "
+            f"use one of {', '.join(reported)}, or hydra/sweeper/pruner=none",
+        )
+
+
 class SearchSpaceCallback(Callback):
-    """Refuses a space the model cannot take before the sweep writes anything (the
-    sweeper is built after the callbacks that make the sweep's folder and databases)."""
+    """Refuses a space the model cannot take, or a pruner its objective cannot feed,
+    before the sweep writes anything (the sweeper is built after the callbacks that make
+    the sweep's folder and databases)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
             model_space(config)
+            check_pruner(config)
         except ConfigError as error:
             refuse_in_callback(error)

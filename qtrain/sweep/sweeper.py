@@ -1,29 +1,260 @@
-"""qtrain's Optuna sweeper: Hydra's, over the part of the search space the model has
-(qtrain.sweep.space). `python -m qtrain` registers it with Hydra's plugins (register());
-an entry point would make every Hydra app in the environment import qtrain."""
+"""qtrain's Optuna sweeper: Hydra's, with every slot kept busy and trials pruned.
+
+Hydra's Optuna sweeper asks Optuna for `n_jobs` trials, launches them as one batch and
+waits for the slowest before asking again (hydra#3091, closed as not planned); it cannot
+prune (hydra#1954). This one keeps `n_jobs` trials in flight: the moment one ends, its
+result is told to the study and the next trial is asked and launched. Each launch is
+one job handed to the configured launcher from its own thread (the joblib and submitit
+launchers wait on a worker process or a cluster job there); the basic launcher runs a
+job in this process, where only the main thread may set signal handlers, so it runs
+one trial at a time. Each job is told its trial number (in its environment, `hydra.job.env_set`): it
+reports its objective after every epoch to that trial and stops when the pruner says
+so (qtrain.sweep.trial). The search space is the part of `params` the model has
+(qtrain.sweep.space).
+
+`python -m qtrain` registers this sweeper with Hydra's plugins (qtrain.__main__); an
+entry point would make every Hydra app in the environment import qtrain.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import logging
+import math
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager
+from typing import Any
 
+import optuna
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn
+from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+from hydra.utils import execution_whitelist, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from qtrain.config.targets import SWEEP_TARGETS
+from qtrain.errors import ConfigError, TrialPruned
+from qtrain.sweep.distributions import grid_values, search_space, suggest
 from qtrain.sweep.space import model_space
+from qtrain.tracking.sweep_job import TRIAL_VARIABLE
 
 log = logging.getLogger("qtrain")
 
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"  # a config value, never imported
 
-class QtrainOptunaSweeper(OptunaSweeper):
+
+class QtrainOptunaSweeper(Sweeper):
+    def __init__(
+        self,
+        sampler: DictConfig,
+        pruner: DictConfig,
+        direction: str | list[str],
+        storage: str | None,
+        study_name: str | None,
+        n_trials: int,
+        n_jobs: int,
+        max_failure_rate: float,
+        custom_search_space: str | None = None,
+        params: DictConfig | None = None,
+    ):
+        for key, value, ok in (
+            ("n_trials", n_trials, isinstance(n_trials, int) and n_trials > 0),
+            ("n_jobs", n_jobs, isinstance(n_jobs, int) and n_jobs > 0),
+        ):
+            if not ok:
+                raise ConfigError(f"hydra.sweeper.{key}", value, "must be a positive integer")
+        if not 0.0 <= max_failure_rate <= 1.0:
+            raise ConfigError("hydra.sweeper.max_failure_rate", max_failure_rate, "must be in [0, 1]")
+        with execution_whitelist(SWEEP_TARGETS):
+            self.sampler, self.pruner = instantiate(sampler), instantiate(pruner)
+        self.extend_space: Callable | None = None
+        if custom_search_space:  # named by the sweep's own config, as Hydra's Optuna sweeper takes it
+            with execution_whitelist(custom_search_space):
+                self.extend_space = instantiate({"_target_": custom_search_space, "_partial_": True})
+        self.directions = [direction] if isinstance(direction, str) else list(direction)
+        self.storage, self.study_name, self.params = storage, study_name, params
+        self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, max_failure_rate
+        self.job_idx = 0
+
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         space = model_space(config)
         left_out = [key for key in config.hydra.sweeper.params or {} if key not in space]
         if left_out:
             log.info(
                 "model=%s has no %s: the search leaves them out",
-                config.hydra.runtime.choices.model,
+                config.hydra.runtime.choices.get("model"),
                 ", ".join(left_out),
             )
-        self.sweeper.params = OmegaConf.create(space)
-        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        self.params = space
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            config=config, hydra_context=hydra_context, task_function=task_function
+        )
+        self.in_process = config.hydra.launcher.get("_target_") == BASIC_LAUNCHER
+
+    def sweep(self, arguments: list[str]) -> None:
+        searched, fixed, deletions = search_space([f"{key}={value}" for key, value in self.params.items()] + arguments)
+        for key in fixed:
+            searched.pop(key, None)
+        n_trials = self.n_trials
+        if isinstance(self.sampler, functools.partial) and self.sampler.func is optuna.samplers.GridSampler:
+            grid = {key: grid_values(space) for key, space in searched.items()}
+            self.sampler = self.sampler(grid)  # the grid is known now: a partial until here
+            points = math.prod(len(values) for values in grid.values())
+            n_trials = min(n_trials, points)
+            log.info("the grid has %d points: %d trials", points, n_trials)
+        study = optuna.create_study(
+            study_name=self.study_name,
+            storage=self.storage,
+            sampler=self.sampler,
+            pruner=self.pruner,
+            directions=self.directions,
+            load_if_exists=True,
+        )
+        slots = 1 if self.in_process else self.n_jobs
+        if self.in_process and self.n_jobs > 1:
+            log.info("the basic launcher runs one job at a time; hydra/launcher=joblib runs %d at once", self.n_jobs)
+        log.info(
+            "Optuna study %s in %s: %d trials, %d in flight at once, %s, %s, %s",
+            study.study_name,
+            self.storage,
+            n_trials,
+            slots,
+            type(self.sampler).__name__,
+            type(self.pruner).__name__,
+            " and ".join(self.directions),
+        )
+        trials = Trials(study, n_trials, self.max_failure_rate)
+        with ThreadPoolExecutor(slots) if slots > 1 else InThisThread() as pool:
+            running: dict[Future, optuna.Trial] = {}
+            while running or trials.more_to_ask():
+                while len(running) < slots and trials.more_to_ask():
+                    trial = trials.ask()
+                    overrides = self._trial_overrides(trial, searched, fixed, deletions)
+                    # In this thread's context: Hydra's execution whitelist (a context variable)
+                    # holds in the launcher's thread as it does here.
+                    launch = contextvars.copy_context().run
+                    running[pool.submit(launch, self._launch, overrides, self.job_idx)] = trial
+                    self.job_idx += 1
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    trials.tell(running.pop(future), future.result())
+        trials.raise_if_too_many_failed()
+        self._save_results(study)
+
+    def _launch(self, overrides: list[str], job_idx: int) -> JobReturn:
+        (job,) = self.launcher.launch([overrides], initial_job_idx=job_idx)
+        return job
+
+    def _trial_overrides(self, trial: optuna.Trial, searched: dict, fixed: dict, deletions: list[str]) -> list[str]:
+        """The job's overrides: the trial's suggested values, the fixed ones, the
+        deletions, and its trial number for the job's own reports."""
+        for key, space in searched.items():
+            suggest(trial, key, space)
+        for key, value in fixed.items():
+            trial.set_user_attr(key, value)
+        if self.extend_space is not None:
+            self.extend_space(self.config, trial)
+        overlap = trial.params.keys() & fixed.keys()
+        if overlap:
+            raise ConfigError("hydra.sweeper.params", sorted(overlap), "both searched and fixed: give one")
+        values = {**trial.params, **fixed}
+        return [
+            *(f"{key}={value}" for key, value in values.items()),
+            *deletions,
+            f"+hydra.job.env_set.{TRIAL_VARIABLE}={trial.number}",
+        ]
+
+    def _save_results(self, study: optuna.Study) -> None:
+        """optimization_results.yaml in the sweep folder, as Hydra's Optuna sweeper writes it."""
+        complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if not complete:
+            log.warning("no trial completed: no optimization_results.yaml")
+            return
+        if len(self.directions) == 1:
+            best = study.best_trial
+            results = {"name": "optuna", "best_params": best.params, "best_value": best.value}
+            log.info("Best parameters: %s", best.params)
+            log.info("Best value: %s", best.value)
+        else:
+            front = [{"params": t.params, "values": t.values} for t in study.best_trials]
+            results = {"name": "optuna", "solutions": front}
+            log.info("Number of Pareto solutions: %d", len(front))
+        OmegaConf.save(OmegaConf.create(results), f"{self.config.hydra.sweep.dir}/optimization_results.yaml")
+
+
+class Trials:
+    """The trials of one launch: how many are still to ask, each job's result told to
+    the study, and the failures counted over the whole launch."""
+
+    def __init__(self, study: optuna.Study, n_trials: int, max_failure_rate: float):
+        self.study, self.n_trials = study, n_trials
+        # Past this many failures, the launch's failure rate cannot end within the limit.
+        self.failures_allowed = int(max_failure_rate * n_trials + 1e-9)
+        self.asked, self.failed = 0, []
+
+    def more_to_ask(self) -> bool:
+        return self.asked < self.n_trials and len(self.failed) <= self.failures_allowed and not self._grid_done()
+
+    def ask(self) -> optuna.Trial:
+        self.asked += 1
+        return self.study.ask()
+
+    def _grid_done(self) -> bool:
+        sampler = self.study.sampler
+        return isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(self.study)
+
+    def tell(self, trial: optuna.Trial, job: JobReturn) -> None:
+        try:
+            value = job.return_value  # raises the job's exception
+            if isinstance(value, TrialPruned):  # what a job the pruner stopped returns
+                self._tell(trial, state=optuna.trial.TrialState.PRUNED)
+                log.info("%s", value)
+            else:
+                self._tell(trial, values=_objective_values(value, len(self.study.directions)))
+        except Exception as error:  # noqa: BLE001 -- a failed trial is recorded, and the sweep goes on
+            self._tell(trial, state=optuna.trial.TrialState.FAIL)
+            log.warning("trial %d failed: %s", trial.number, error)
+            self.failed.append(job)
+
+    def _tell(self, trial: optuna.Trial, **outcome) -> None:
+        try:
+            self.study.tell(trial, **outcome)
+        except RuntimeError:  # the trial is told; GridSampler then calls Study.stop(), which only
+            if not self._grid_done():  # an objective function may (Hydra's sweeper ignores it too)
+                raise
+
+    def raise_if_too_many_failed(self) -> None:
+        if len(self.failed) > self.failures_allowed:
+            log.error(
+                "%d trials failed, more than max_failure_rate allows over %d trials", len(self.failed), self.n_trials
+            )
+            _ = self.failed[-1].return_value  # raises the last failure with its traceback, as Hydra's sweeper does
+
+
+def _objective_values(value: Any, objectives: int) -> list[float]:
+    values = list(value) if objectives > 1 and not isinstance(value, str) else [value]
+    if len(values) != objectives:
+        raise ValueError(f"the job returned {len(values)} values for {objectives} objectives: {value!r}")
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise ValueError(f"the job's return value is not a number: {value!r}") from None
+
+
+class InThisThread(AbstractContextManager):
+    """A pool of one slot that runs each job at once, in the calling thread."""
+
+    def submit(self, call: Callable, *args) -> Future:
+        future = Future()
+        try:
+            future.set_result(call(*args))
+        except Exception as error:  # noqa: BLE001 -- handed over as a thread pool's future would
+            future.set_exception(error)
+        return future
+
+    def __exit__(self, *exc) -> None:
+        return None

@@ -150,7 +150,7 @@ class MlflowTracker(Tracker):
             tags["hydra.overrides"] = redact(" ".join(overrides)) or "(none)"
             if hydra_cfg.mode == RunMode.MULTIRUN:
                 tags[SWEEP_TAG] = sweep_id(hydra_cfg)
-                tags |= sweep_job.optuna_trial(hydra_cfg.sweeper, overrides)
+                tags |= sweep_job.optuna_trial(hydra_cfg)
                 parent = self._guard(
                     "finding the sweep's run", sweep_parent, self.client, self.experiment_id, tags[SWEEP_TAG]
                 )
@@ -210,6 +210,11 @@ class MlflowTracker(Tracker):
         best = self.run_dir / "checkpoints" / "best.pt"
         if self.log_checkpoint and best.is_file():
             self._guard("uploading best.pt", self.client.log_artifact, self.run_id, str(best), "checkpoints")
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        if self.run_id is not None:
+            for key, value in tags.items():
+                self._guard(f"tagging {key}", self.client.set_tag, self.run_id, key, value)
 
     def end(self, status: str) -> None:
         if self.monitor is not None:

@@ -1,9 +1,10 @@
 """Who a sweep job is, for its tracked run's name and tags: the values it was given
-for the swept keys (`lr=0.003,batch_size=64`), and its Optuna study and trial."""
+for the swept keys (`lr=0.003,batch_size=64`), its Optuna study and trial, its SLURM job."""
 
 from __future__ import annotations
 
 import logging
+import os
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
@@ -11,6 +12,8 @@ from omegaconf import DictConfig
 from qtrain.sweep.space import model_space
 
 log = logging.getLogger("qtrain")
+
+TRIAL_VARIABLE = "QTRAIN_OPTUNA_TRIAL"  # set for each job by qtrain's sweeper: the trial it runs
 
 
 def swept_keys(config: DictConfig) -> list[str]:
@@ -37,21 +40,24 @@ def _short(value: str) -> str:
     return value if number.is_integer() and "e" not in value.lower() else f"{number:.3g}"
 
 
-def optuna_trial(sweeper: DictConfig, overrides: list[str]) -> dict[str, str]:
-    """Tags naming the Optuna study and the trial this job runs, found among the study's
-    running trials by its parameters (the sweeper passes them as `key=value`)."""
-    study_name, storage = sweeper.get("study_name"), sweeper.get("storage")
-    if not (study_name and storage):
-        return {}
-    import optuna  # only in sweep jobs
+def trial_number(hydra_cfg: DictConfig) -> int | None:
+    """The Optuna trial qtrain's sweeper gave this job (in its `hydra.job.env_set`)."""
+    number = hydra_cfg.job.env_set.get(TRIAL_VARIABLE)
+    return None if number is None else int(number)
 
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except Exception as error:  # noqa: BLE001 -- a tag is never why a job fails
-        log.info("Optuna trial not tagged: %s", error)
-        return {}
-    given = set(overrides)
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if {f"{name}={value}" for name, value in trial.params.items()} <= given:
-            return {"optuna.study": study_name, "optuna.trial": str(trial.number)}
-    return {"optuna.study": study_name}
+
+def optuna_trial(hydra_cfg: DictConfig) -> dict[str, str]:
+    """Tags naming the Optuna study and trial this job runs, and the SLURM job it runs in."""
+    tags, sweeper, number = {}, hydra_cfg.sweeper, trial_number(hydra_cfg)
+    if sweeper.get("study_name") and sweeper.get("storage"):
+        tags["optuna.study"] = sweeper.study_name
+        if number is not None:
+            tags["optuna.trial"] = str(number)
+    job = slurm_job_id()
+    return tags | ({"slurm.job_id": job} if job else {})
+
+
+def slurm_job_id() -> str | None:
+    """The SLURM job this process runs in (an array task as `<array>_<task>`), if any."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")

@@ -11,18 +11,23 @@ from pathlib import Path
 
 import torch
 
-from qtrain.errors import TrainingInterrupted
+from qtrain.errors import TrainingInterrupted, TrialPruned
 
 
 class Tracker:
     @contextlib.contextmanager
     def track(self, config: dict, run_dir: Path) -> Iterator[Tracker]:
         """Open a tracked run around the block; it ends FINISHED, or FAILED if the block
-        raises, or KILLED if it was interrupted (Ctrl-C, SIGTERM). `config`: the run's
+        raises, or KILLED if it was interrupted (Ctrl-C, SIGTERM) or its sweep's pruner
+        stopped it (tagged `optuna.state=PRUNED`). `config`: the run's
         config as plain values (qtrain.config.RunConfig.values)."""
         self.begin(config, run_dir)
         try:
             yield self
+        except TrialPruned as pruned:
+            self.set_tags({"optuna.state": "PRUNED", "optuna.pruned_after_epoch": str(pruned.epoch)})
+            self.end("KILLED")
+            raise
         except (TrainingInterrupted, KeyboardInterrupt):
             self.end("KILLED")
             raise
@@ -42,6 +47,9 @@ class Tracker:
 
     def log_results(self, metrics: dict[str, float], run_dir: Path) -> None:
         """The final metrics and the run directory's files."""
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Tags on the run (where the tracker has tags)."""
 
     def end(self, status: str) -> None:
         """Close the run with an MLflow status: FINISHED, FAILED or KILLED."""
@@ -66,6 +74,9 @@ class Trackers(Tracker):
 
     def log_results(self, metrics, run_dir):
         self._each("log_results", metrics, run_dir)
+
+    def set_tags(self, tags):
+        self._each("set_tags", tags)
 
     def end(self, status):
         self._each("end", status)
