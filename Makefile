@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test test-slow test-e2e test-all screenshots lint format bench clean mlflow-ui tensorboard optuna-dashboard sweep
+.PHONY: install run test test-slow test-e2e test-all slurm-up slurm-down screenshots lint format bench clean mlflow-ui tensorboard optuna-dashboard sweep
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,14 @@ test: $(INSTALLED)  ## the fast tier, one worker per core (pytest-xdist); add AR
 test-slow: $(INSTALLED)  ## the slow tier: accuracy runs, torchrun, sweeps, torch.compile
 	$(PY) -m pytest -n auto --dist worksteal -m slow $(ARGS)
 
-test-e2e: $(INSTALLED)  ## real servers and a browser: the MLflow UI in headless Chromium, Optuna on PostgreSQL
+test-e2e: $(INSTALLED)  ## real servers and a browser: the MLflow UI in headless Chromium, Optuna on PostgreSQL, sweeps on SLURM (make slurm-up first)
 	$(PY) -m pytest -n auto --dist worksteal -m e2e $(ARGS)
+
+slurm-up:  ## start a one-node SLURM cluster here (Debian's slurm-wlm and munge, installed where missing; root)
+	slurm/cluster.sh up
+
+slurm-down:  ## stop it
+	slurm/cluster.sh down
 
 test-all: $(INSTALLED)  ## every tier
 	$(PY) -m pytest -n auto --dist worksteal $(ARGS)

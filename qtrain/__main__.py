@@ -39,6 +39,7 @@ def main(cfg: DictConfig) -> float | TrialPruned:
         cfg = evaluated
         if hydra_cfg.output_subdir is not None:
             OmegaConf.save(cfg, Path(hydra_cfg.runtime.output_dir, hydra_cfg.output_subdir, "config.yaml"))
+    resume_a_requeued_job(cfg, hydra_cfg)
     try:
         metrics = run(cfg, Path(hydra_cfg.runtime.output_dir))
         if cfg.objective not in metrics:
@@ -56,6 +57,16 @@ def main(cfg: DictConfig) -> float | TrialPruned:
             raise  # a sweeper records the job as failed and goes on; or the user asked for the traceback
         log.error("%s", error)  # one line on the console and in the run's log file
         sys.exit(1)
+
+
+def resume_a_requeued_job(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
+    """A sweep job whose own folder already holds checkpoints/last.pt ran before and was
+    stopped and requeued (SLURM preemption or time limit, through submitit): it goes on
+    from there, as the same trial, and ends as an uninterrupted job would."""
+    last = Path(hydra_cfg.runtime.output_dir, "checkpoints", "last.pt")
+    if hydra_cfg.mode == RunMode.MULTIRUN and cfg.train and not cfg.ckpt_path and last.is_file():
+        log.info("this job was requeued: resuming from %s", last)
+        cfg.ckpt_path = str(last)
 
 
 def refuse_a_schema_error_in_a_line() -> None:

@@ -125,3 +125,21 @@ def mlflow_server(folder: Path) -> Iterator[str]:
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
+
+
+def slurm_cluster() -> None:
+    """The SLURM cluster `make slurm-up` starts, answering with an idle node; else the
+    test skips, or fails where the cluster is required (QTRAIN_REQUIRE_SLURM=1, as CI sets)."""
+    try:
+        states = subprocess.run(
+            ["sinfo", "--noheader", "--format=%t"], capture_output=True, text=True, timeout=20, check=True
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError) as error:
+        states, reason = [], f"sinfo: {error}"
+    else:
+        reason = f"no node up (sinfo: {' '.join(states) or 'nothing'})"
+    if not any(state in ("idle", "mix", "alloc") for state in states):
+        message = f"no SLURM cluster: {reason}; start one with make slurm-up"
+        if os.environ.get("QTRAIN_REQUIRE_SLURM") == "1":
+            pytest.fail(message)
+        pytest.skip(message)

@@ -74,6 +74,12 @@ SWEEP_TARGETS = (
     *(f"optuna.pruners.{name}" for name in ("SuccessiveHalvingPruner", "PercentilePruner", "PatientPruner")),
 )
 
+# The launcher presets of conf/hydra/launcher, built by Hydra's plugin loader.
+LAUNCHER_TARGETS = (
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",
+)
+
 
 def _timm_model_modules() -> tuple[str, ...]:
     """timm's model modules, whose classes Hydra also authorizes (a target's callable result),

@@ -117,16 +117,11 @@ class QtrainOptunaSweeper(Sweeper):
         slots = 1 if self.in_process else self.n_jobs
         if self.in_process and self.n_jobs > 1:
             log.info("the basic launcher runs one job at a time; hydra/launcher=joblib runs %d at once", self.n_jobs)
-        log.info(
-            "Optuna study %s in %s: %d trials, %d in flight at once, %s, %s, %s",
-            study.study_name,
-            self.storage,
-            n_trials,
-            slots,
-            type(self.sampler).__name__,
-            type(self.pruner).__name__,
-            " and ".join(self.directions),
-        )
+        log.info("Study name: %s", study.study_name)
+        log.info("Storage: %s", self.storage)
+        log.info("Sampler: %s; pruner: %s", type(self.sampler).__name__, type(self.pruner).__name__)
+        log.info("Directions: %s", self.directions)
+        log.info("%d trials, %d in flight at once", n_trials, slots)
         trials = Trials(study, n_trials, self.max_failure_rate)
         with ThreadPoolExecutor(slots) if slots > 1 else InThisThread() as pool:
             running: dict[Future, optuna.Trial] = {}

@@ -85,8 +85,9 @@ class MlflowSweepCallback(Callback):
             [self.experiment_id], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{run_id}'", max_results=10_000
         )
         pruned = sum(job.data.tags.get("optuna.state") == "PRUNED" for job in jobs)
-        failed = sum(job.info.status != "FINISHED" for job in jobs) - pruned
-        self.client.set_tag(run_id, "qtrain.jobs", f"{len(jobs)} ({pruned} pruned, {failed} failed)")
+        killed = sum(job.info.status == "KILLED" for job in jobs) - pruned  # stopped: requeued, or Ctrl-C
+        failed = sum(job.info.status == "FAILED" for job in jobs)
+        self.client.set_tag(run_id, "qtrain.jobs", f"{len(jobs)} ({pruned} pruned, {killed} killed, {failed} failed)")
         scored = [
             job for job in jobs if job.info.status == "FINISHED" and _finite(job.data.metrics.get(self.objective))
         ]

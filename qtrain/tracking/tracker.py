@@ -18,7 +18,7 @@ class Tracker:
     @contextlib.contextmanager
     def track(self, config: dict, run_dir: Path) -> Iterator[Tracker]:
         """Open a tracked run around the block; it ends FINISHED, or FAILED if the block
-        raises, or KILLED if it was interrupted (Ctrl-C, SIGTERM) or its sweep's pruner
+        raises, or KILLED if it was interrupted (Ctrl-C, SIGTERM, a SLURM requeue) or its sweep's pruner
         stopped it (tagged `optuna.state=PRUNED`). `config`: the run's
         config as plain values (qtrain.config.RunConfig.values)."""
         self.begin(config, run_dir)
@@ -28,7 +28,7 @@ class Tracker:
             self.set_tags({"optuna.state": "PRUNED", "optuna.pruned_after_epoch": str(pruned.epoch)})
             self.end("KILLED")
             raise
-        except (TrainingInterrupted, KeyboardInterrupt):
+        except (TrainingInterrupted, KeyboardInterrupt, SystemExit):  # SystemExit: submitit requeues the job
             self.end("KILLED")
             raise
         except BaseException:

@@ -187,7 +187,7 @@ def test_a_hydra_callback_outside_the_allow_list_is_refused_in_one_line_before_i
 def test_every_target_in_the_configs_is_allowed_and_every_allowed_target_exists():
     from hydra.utils import get_method
 
-    from qtrain.config.targets import CONFIG_TARGETS, SWEEP_TARGETS
+    from qtrain.config.targets import CONFIG_TARGETS, LAUNCHER_TARGETS, SWEEP_TARGETS
 
     named = {
         line.split("_target_:")[1].strip()
@@ -195,7 +195,7 @@ def test_every_target_in_the_configs_is_allowed_and_every_allowed_target_exists(
         for line in path.read_text().splitlines()
         if "_target_:" in line
     }
-    allowed = set(CONFIG_TARGETS + SWEEP_TARGETS)  # the sweeper builds its sampler and pruner itself
+    allowed = set(CONFIG_TARGETS + SWEEP_TARGETS + LAUNCHER_TARGETS)  # the sweeper builds its sampler and pruner
     assert named <= allowed, named - allowed
     for target in allowed:
         assert callable(get_method(target)), target

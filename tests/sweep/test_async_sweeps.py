@@ -84,7 +84,7 @@ def test_a_trial_worse_than_the_median_is_pruned_after_an_epoch_and_keeps_its_la
     (parent,) = [
         r for r in runs if r.data.tags.get("qtrain.role") == "sweep" and r.data.tags["qtrain.sweep"].endswith("bad")
     ]
-    assert parent.data.tags["qtrain.jobs"] == "1 (1 pruned, 0 failed)" and parent.info.status == "FINISHED"
+    assert parent.data.tags["qtrain.jobs"] == "1 (1 pruned, 0 killed, 0 failed)" and parent.info.status == "FINISHED"
 
 
 @pytest.mark.slow  # a refused command line (about 6 s)

@@ -48,8 +48,9 @@ def test_tpe_finds_the_sphere_minimum_within_the_upstream_threshold(tmp_path, wi
     assert returns.best_value <= 2.27
 
 
-@pytest.mark.parametrize("slots", [ONE_AT_A_TIME, ASYNC], ids=["one_at_a_time", "async"])
-@pytest.mark.parametrize("n_trials", [10, 1])
+@pytest.mark.parametrize(
+    "n_trials,slots", [(10, ONE_AT_A_TIME), (10, ASYNC), (1, ONE_AT_A_TIME)], ids=["one_at_a_time", "async", "one"]
+)
 def test_the_grid_sampler_tries_each_point_once(tmp_path, n_trials, slots):
     storage = f"sqlite:///{tmp_path}/test.db"
     overrides = [f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweeper.storage={storage}", *slots]
@@ -68,8 +69,9 @@ def _dominates(a: list[float], b: list[float]) -> bool:
     return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))
 
 
-@pytest.mark.parametrize("slots", [ONE_AT_A_TIME, ASYNC], ids=["one_at_a_time", "async"])
-@pytest.mark.parametrize("with_commandline", [True, False])
+@pytest.mark.parametrize(
+    "with_commandline,slots", [(True, ASYNC), (False, ONE_AT_A_TIME)], ids=["commandline_async", "config"]
+)
 def test_a_multi_objective_study_returns_a_pareto_front(tmp_path, with_commandline, slots):
     overrides = ["hydra.sweeper.n_trials=20", "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=123"]
     if with_commandline:
@@ -82,16 +84,14 @@ def test_a_multi_objective_study_returns_a_pareto_front(tmp_path, with_commandli
         assert not any(_dominates(other["values"], solution["values"]) for other in returns.solutions)
 
 
-@pytest.mark.parametrize("slots", [ONE_AT_A_TIME, ASYNC], ids=["one_at_a_time", "async"])
-def test_a_custom_search_space_suggests_more_keys(tmp_path, slots):
+def test_a_custom_search_space_suggests_more_keys(tmp_path):
     overrides = ["hydra.sweeper.n_trials=20", "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=123"]
-    returns = sweep(tmp_path, *overrides, *slots, "max_z_difference_from_x=0.3", config="custom_search_space")
+    returns = sweep(tmp_path, *overrides, *ASYNC, "max_z_difference_from_x=0.3", config="custom_search_space")
     assert abs(returns.best_params.x - returns.best_params.z) <= 0.3
     assert 0 <= returns.best_params["+w"] <= 1
 
 
-@pytest.mark.parametrize("slots", [ONE_AT_A_TIME, ASYNC], ids=["one_at_a_time", "async"])
-@pytest.mark.parametrize("max_failure_rate", [0.5, 1.0])
+@pytest.mark.parametrize("max_failure_rate,slots", [(0.5, ASYNC), (1.0, ONE_AT_A_TIME)], ids=["async", "one"])
 def test_the_failure_rate_counts_over_the_whole_sweep(tmp_path, max_failure_rate, slots):
     storage = f"sqlite:///{tmp_path}/test.db"
     overrides = ["hydra.sweeper.n_trials=20", "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=123"]
