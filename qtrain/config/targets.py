@@ -38,6 +38,7 @@ QTRAIN = (
     "qtrain.models.timm_models.create_timm_model",
     "qtrain.models.timm_models.resnet",
     "qtrain.models.timm_models.vit",
+    "qtrain.sweep.launches.ContinueSweepCallback",
     "qtrain.sweep.space.SearchSpaceCallback",
     "qtrain.sweep.sweeper.QtrainOptunaSweeper",
     "qtrain.sweep.storage.OptunaStorageCallback",

@@ -22,12 +22,17 @@ import contextvars
 import functools
 import logging
 import math
+import os
+import socket
+import subprocess
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 import optuna
+import psutil
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn
 from hydra.plugins.sweeper import Sweeper
@@ -38,6 +43,7 @@ from omegaconf import DictConfig, OmegaConf
 from qtrain.config.targets import SWEEP_TARGETS
 from qtrain.errors import ConfigError, TrialPruned
 from qtrain.sweep.distributions import grid_values, search_space, suggest
+from qtrain.sweep.launches import HEARTBEAT_S, Launch, command_of, interrupted_launch, new_launch, open_trial
 from qtrain.sweep.space import model_space
 from qtrain.tracking.sweep_job import TRIAL_VARIABLE
 
@@ -122,23 +128,76 @@ class QtrainOptunaSweeper(Sweeper):
         log.info("Sampler: %s; pruner: %s", type(self.sampler).__name__, type(self.pruner).__name__)
         log.info("Directions: %s", self.directions)
         log.info("%d trials, %d in flight at once", n_trials, slots)
-        trials = Trials(study, n_trials, self.max_failure_rate)
+        self.rdb = optuna.storages.RDBStorage(self.storage) if self.storage else None  # to open trials by number
+        launch = self._launch_record(study, n_trials)
+        trials = Trials(study, launch, self.max_failure_rate)
         with ThreadPoolExecutor(slots) if slots > 1 else InThisThread() as pool:
-            running: dict[Future, optuna.Trial] = {}
+            space = (searched, fixed, deletions)
+            running = self._take_up_running(study, launch, trials, pool, space)
             while running or trials.more_to_ask():
                 while len(running) < slots and trials.more_to_ask():
                     trial = trials.ask()
-                    overrides = self._trial_overrides(trial, searched, fixed, deletions)
-                    # In this thread's context: Hydra's execution whitelist (a context variable)
-                    # holds in the launcher's thread as it does here.
-                    launch = contextvars.copy_context().run
-                    running[pool.submit(launch, self._launch, overrides, self.job_idx)] = trial
-                    self.job_idx += 1
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    running[self._submit(pool, self._trial_overrides(trial, *space))] = trial
+                done, _ = wait(running, timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
+                launch.save(study)  # the heartbeat: this sweep is alive
                 for future in done:
                     trials.tell(running.pop(future), future.result())
+        launch.finished = True
+        launch.save(study)
         trials.raise_if_too_many_failed()
         self._save_results(study)
+
+    def _launch_record(self, study: optuna.Study, n_trials: int) -> Launch:
+        """This launch: the interrupted one of the same command that ContinueSweepCallback
+        moved this sweep's folder to, or a new one."""
+        sweep_dir = str(Path(self.config.hydra.sweep.dir).resolve())
+        launch = interrupted_launch(study, command_of(self.config))
+        if launch is None or launch.sweep_dir != sweep_dir:
+            launch = new_launch(study, command_of(self.config), n_trials, sweep_dir)
+        else:
+            launch.host, launch.pid = socket.gethostname(), os.getpid()
+            folders = [int(path.name) for path in Path(sweep_dir).iterdir() if path.name.isdigit()]
+            self.job_idx = max(folders, default=-1) + 1  # new jobs in new folders
+        launch.save(study)
+        return launch
+
+    def _submit(self, pool, overrides: list[str]) -> Future:
+        # In this thread's context: Hydra's execution whitelist (a context variable) holds
+        # in the launcher's thread as it does here.
+        future = pool.submit(contextvars.copy_context().run, self._launch, overrides, self.job_idx)
+        self.job_idx += 1
+        return future
+
+    def _take_up_running(self, study: optuna.Study, launch: Launch, trials: Trials, pool, space) -> dict:
+        """The trials an interrupted launch left RUNNING: a SLURM job still queued or
+        running is awaited; any other is retried with its parameters, from its last.pt
+        where it has one, and the dead attempt is marked FAIL with `qtrain.retried_as`."""
+        running = {}
+        by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+        for number in list(launch.trials):
+            dead = by_number[number]
+            if dead.state != optuna.trial.TrialState.RUNNING:
+                continue
+            job = dead.user_attrs.get("qtrain.slurm_job_id")
+            if job and slurm_job_waits_or_runs(job):
+                log.info("trial %d: adopting SLURM job %s, still running", number, job)
+                folder = str(self.config.hydra.launcher.submitit_folder).replace("%j", job.split("_")[0])
+                running[pool.submit(_slurm_job_result, folder, job)] = open_trial(study, self.rdb, number)
+                continue
+            stop_orphan(dead)
+            retry = trials.retry(dead, self.rdb)
+            overrides = self._trial_overrides(retry, *space)
+            last = Path(dead.user_attrs.get("qtrain.run_dir", "/nonexistent"), "checkpoints", "last.pt")
+            if last.is_file():
+                overrides.append(f"ckpt_path={last}")
+            log.info(
+                "trial %d died with the sweep: retried as trial %d%s",
+                number,
+                retry.number,
+                f" from {last}" * last.is_file(),
+            )
+            running[self._submit(pool, overrides)] = retry
+        return running
 
     def _launch(self, overrides: list[str], job_idx: int) -> JobReturn:
         (job,) = self.launcher.launch([overrides], initial_job_idx=job_idx)
@@ -183,20 +242,36 @@ class QtrainOptunaSweeper(Sweeper):
 
 class Trials:
     """The trials of one launch: how many are still to ask, each job's result told to
-    the study, and the failures counted over the whole launch."""
+    the study, and the failures counted over the whole launch (an interrupted launch's
+    earlier ones included)."""
 
-    def __init__(self, study: optuna.Study, n_trials: int, max_failure_rate: float):
-        self.study, self.n_trials = study, n_trials
+    def __init__(self, study: optuna.Study, launch: Launch, max_failure_rate: float):
+        self.study, self.launch = study, launch
         # Past this many failures, the launch's failure rate cannot end within the limit.
-        self.failures_allowed = int(max_failure_rate * n_trials + 1e-9)
-        self.asked, self.failed = 0, []
+        self.failures_allowed = int(max_failure_rate * launch.n_trials + 1e-9)
+        states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+        self.failures = sum(states[n] == optuna.trial.TrialState.FAIL for n in launch.trials)
+        self.last_failure: JobReturn | None = None
 
     def more_to_ask(self) -> bool:
-        return self.asked < self.n_trials and len(self.failed) <= self.failures_allowed and not self._grid_done()
+        more = len(self.launch.trials) < self.launch.n_trials and not self._grid_done()
+        return more and self.failures <= self.failures_allowed
 
     def ask(self) -> optuna.Trial:
-        self.asked += 1
-        return self.study.ask()
+        trial = self.study.ask()
+        self.launch.trials.append(trial.number)
+        self.launch.save(self.study)  # before the job starts: a rerun finds it
+        return trial
+
+    def retry(self, dead: optuna.trial.FrozenTrial, storage: optuna.storages.BaseStorage) -> optuna.Trial:
+        """A new trial with `dead`'s parameters, in its place in the launch."""
+        self.study.enqueue_trial(dead.params, user_attrs={"qtrain.retry_of": dead.number})
+        retry = self.study.ask()
+        open_trial(self.study, storage, dead.number).set_user_attr("qtrain.retried_as", retry.number)
+        self._tell(dead.number, state=optuna.trial.TrialState.FAIL)
+        self.launch.trials = [retry.number if n == dead.number else n for n in self.launch.trials]
+        self.launch.save(self.study)
+        return retry
 
     def _grid_done(self) -> bool:
         sampler = self.study.sampler
@@ -213,9 +288,9 @@ class Trials:
         except Exception as error:  # noqa: BLE001 -- a failed trial is recorded, and the sweep goes on
             self._tell(trial, state=optuna.trial.TrialState.FAIL)
             log.warning("trial %d failed: %s", trial.number, error)
-            self.failed.append(job)
+            self.failures, self.last_failure = self.failures + 1, job
 
-    def _tell(self, trial: optuna.Trial, **outcome) -> None:
+    def _tell(self, trial: optuna.Trial | int, **outcome) -> None:
         try:
             self.study.tell(trial, **outcome)
         except RuntimeError:  # the trial is told; GridSampler then calls Study.stop(), which only
@@ -223,11 +298,49 @@ class Trials:
                 raise
 
     def raise_if_too_many_failed(self) -> None:
-        if len(self.failed) > self.failures_allowed:
+        if self.failures > self.failures_allowed:
             log.error(
-                "%d trials failed, more than max_failure_rate allows over %d trials", len(self.failed), self.n_trials
+                "%d trials failed, more than max_failure_rate allows over %d trials",
+                self.failures,
+                self.launch.n_trials,
             )
-            _ = self.failed[-1].return_value  # raises the last failure with its traceback, as Hydra's sweeper does
+            if self.last_failure is not None:
+                _ = self.last_failure.return_value  # raises it with its traceback, as Hydra's sweeper does
+            raise RuntimeError(f"{self.failures} trials failed")
+
+
+def slurm_job_waits_or_runs(job: str) -> bool:
+    try:
+        queued = subprocess.run(
+            ["squeue", "--noheader", "--format=%T", "--jobs", job], check=False, capture_output=True, text=True
+        )
+    except OSError:  # no SLURM here
+        return False
+    return queued.returncode == 0 and bool(queued.stdout.strip())
+
+
+def _slurm_job_result(folder: str, job: str) -> JobReturn:
+    """What a SLURM job another sweep process submitted returns, once it ends."""
+    import submitit  # only with hydra/launcher=submitit_slurm
+
+    return submitit.SlurmJob(folder, job).results()[0]
+
+
+def stop_orphan(dead: optuna.trial.FrozenTrial, wait_s: float = 120) -> None:
+    """A job process that outlived its sweep (a joblib worker trains on) is stopped with
+    SIGTERM, so that it writes its last.pt and lets the retry resume from it."""
+    pid, host = dead.user_attrs.get("qtrain.pid"), dead.user_attrs.get("qtrain.host")
+    if pid is None or host != socket.gethostname() or dead.datetime_start is None:
+        return
+    try:
+        process = psutil.Process(pid)
+        if process.create_time() > dead.datetime_start.timestamp():
+            return  # the id was reused: not the job's process
+        log.info("trial %d: stopping its job process %d, which outlived the sweep", dead.number, pid)
+        process.terminate()
+        process.wait(wait_s)
+    except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+        return
 
 
 def _objective_values(value: Any, objectives: int) -> list[float]:

@@ -23,9 +23,10 @@ from hydra.utils import execution_whitelist, instantiate
 from qtrain.config.targets import SWEEP_TARGETS
 from qtrain.engine.best import best_values
 from qtrain.errors import ConfigError, TrialPruned
+from qtrain.sweep.launches import open_trial
 from qtrain.tasks import Task
 from qtrain.tracking.redact import redact
-from qtrain.tracking.sweep_job import slurm_job_id, trial_number
+from qtrain.tracking.sweep_job import TRIAL_VARIABLE, slurm_job_id, trial_number
 
 log = logging.getLogger("qtrain")
 
@@ -72,13 +73,9 @@ def sweep_trial(objective: str, task: Task, run_dir: Path) -> SweepTrial | None:
     storage = optuna.storages.RDBStorage(sweeper.storage)
     try:
         study = optuna.load_study(study_name=sweeper.study_name, storage=storage, pruner=pruner)
-        trial_id = storage.get_trial_id_from_study_id_trial_number(
-            storage.get_study_id_from_name(sweeper.study_name), number
-        )
+        trial = open_trial(study, storage, number)
     except KeyError as error:
         raise ConfigError(
-            "hydra.sweeper.trial", number, f"no such trial in {redact(sweeper.storage)}: {error}"
+            f"hydra.job.env_set.{TRIAL_VARIABLE}", number, f"no such trial in {redact(sweeper.storage)}: {error}"
         ) from None
-    # Optuna opens a trial by its id only through the Trial constructor, which its docs
-    # reserve for Optuna itself; it is the one route for a trial told by another process.
-    return SweepTrial(optuna.Trial(study, trial_id), number, sweeper.study_name, objective, task, run_dir)
+    return SweepTrial(trial, number, sweeper.study_name, objective, task, run_dir)

@@ -55,15 +55,37 @@ class MlflowSweepCallback(Callback):
             if sweeper.get("study_name") and sweeper.get("storage"):
                 self.study = (sweeper.study_name, sweeper.storage)
                 tags["optuna.study"] = sweeper.study_name
-            started = time.strftime("%Y%m%d-%H%M%S")
-            name = f"sweep-{config.hydra.runtime.choices.model}-{config.dataset.name}-{started}"
-            run = self.client.create_run(self.experiment_id, run_name=name, tags=resolve_tags(tags))
+            run = self._continued(sweep_id(config.hydra))
+            if run is None:
+                started = time.strftime("%Y%m%d-%H%M%S")
+                name = f"sweep-{config.hydra.runtime.choices.model}-{config.dataset.name}-{started}"
+                run = self.client.create_run(self.experiment_id, run_name=name, tags=resolve_tags(tags))
         except Exception as error:  # noqa: BLE001 -- tracking is never why a sweep fails
             log.warning("MLflow tracking at %s failed (%s); the sweep goes on untracked", redact(self.uri), error)
             return
         self.run_id = run.info.run_id
         atexit.register(self._end_if_open)  # a sweep that raises never reaches on_multirun_end
-        log.info("MLflow sweep run %s, its jobs nested under it: %s", name, ui_hint(self.uri, self.experiment_id))
+        log.info(
+            "MLflow sweep run %s, its jobs nested under it: %s",
+            run.info.run_name,
+            ui_hint(self.uri, self.experiment_id),
+        )
+
+    def _continued(self, sweep: str):
+        """The parent run of a sweep folder that already has one (a sweep continued after
+        its process died, qtrain.sweep.launches), open again."""
+        ((role, value),) = PARENT_ROLE.items()
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}' and tags.`{role}` = '{value}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if not runs:
+            return None
+        self.client.update_run(runs[0].info.run_id, status="RUNNING")
+        log.info("MLflow: the sweep continues its run %s", runs[0].info.run_name)
+        return runs[0]
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._end("FINISHED", log_best=True)

@@ -1,10 +1,15 @@
 """qtrain's sweeper with real qtrain jobs: trials launched the moment a slot frees (no
-batch barrier), trials pruned after an epoch, and a pruner refused where the objective
-is not reported after every epoch."""
+batch barrier), trials pruned after an epoch, a pruner refused where the objective is
+not reported after every epoch, and a killed sweep finished by its command run again."""
 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -98,3 +103,47 @@ def test_a_pruner_on_an_objective_not_reported_each_epoch_is_refused_in_one_line
         "use one of val/acc_best, val/loss_best, or hydra/sweeper/pruner=none"
     )
     assert not (tmp_path / "sweep").exists() and not (tmp_path / "optuna.db").exists()
+
+
+@pytest.mark.slow  # a sweep killed mid-trial, then its command again (about 90 s)
+def test_a_killed_sweeps_command_run_again_finishes_it_in_its_folder_under_its_parent(tmp_path, run_cli):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    command = sweep_command(tmp_path, "sweep", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    command = [c for c in command if c != "tracking=none"]  # tracked: the parent run must carry on
+    command += ["hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=3", "stages.train.epochs=6"]
+    command += ["tracking=mlflow", f"tracking.mlflow.uri={uri}"]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "qtrain", *command], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not (tmp_path / "sweep" / "1" / "checkpoints" / "last.pt").is_file():  # both trials mid-training
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.5)
+    finally:
+        first.send_signal(signal.SIGKILL)  # the sweep's own process; its joblib workers live on
+        first.wait()
+    again = run_cli(*command, cwd=tmp_path, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "continuing the interrupted sweep in" in again.stdout + again.stderr
+    study = optuna.load_study(study_name="study", storage=f"sqlite:///{tmp_path}/optuna.db")
+    trials = {t.number: t for t in study.trials}
+    assert not [t for t in trials.values() if t.state == optuna.trial.TrialState.RUNNING]
+    dead = [t for t in trials.values() if t.state == optuna.trial.TrialState.FAIL]
+    assert [t.number for t in dead] == [0, 1]
+    for attempt in dead:  # each retried with its values, from its last.pt
+        retry = trials[attempt.user_attrs["qtrain.retried_as"]]
+        assert retry.state == optuna.trial.TrialState.COMPLETE and retry.params == attempt.params
+        assert retry.user_attrs["qtrain.retry_of"] == attempt.number
+        overrides = (Path(retry.user_attrs["qtrain.run_dir"]) / ".hydra" / "overrides.yaml").read_text()
+        assert f"ckpt_path={attempt.user_attrs['qtrain.run_dir']}/checkpoints/last.pt" in overrides
+    (launch,) = [value for key, value in study.user_attrs.items() if key.startswith("qtrain.launch.")]
+    assert launch["finished"] and launch["n_trials"] == 3 and len(launch["trials"]) == 3
+    assert all(trials[n].state == optuna.trial.TrialState.COMPLETE for n in launch["trials"])
+    # One sweep folder, one parent run, every job under it.
+    assert all(Path(t.user_attrs["qtrain.run_dir"]).parent == tmp_path / "sweep" for t in trials.values())
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("qtrain-digits").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("qtrain.role") == "sweep"]
+    assert parent.info.status == "FINISHED"
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in runs if r is not parent)
