@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test test-slow test-e2e test-all slurm-up slurm-down screenshots lint format bench clean mlflow-ui tensorboard optuna-dashboard sweep
+.PHONY: install run test test-slow test-e2e test-all slurm-up slurm-down bench-sweep screenshots lint format bench clean mlflow-ui tensorboard optuna-dashboard sweep
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,9 @@ bench: $(INSTALLED)  ## the first run, training throughput, input pipeline, quan
 	$(PY) benchmarks/hybrid_step.py
 	$(PY) benchmarks/peer_simulators.py
 	$(PY) benchmarks/noisy_head.py
+
+bench-sweep: $(INSTALLED)  ## Hydra's Optuna sweeper against qtrain's (async, median pruner) on one search, seeds 0-2 (about 2 hours on 2 cores); rewrites docs/sweeps.md's table
+	$(PY) benchmarks/sweep_async.py
 
 sweep: $(INSTALLED)  ## a small example Optuna sweep: 4 short trials of cnn_quantum, then see them in make mlflow-ui
 	$(PY) -m qtrain -m hparams_search=optuna model=cnn_quantum stages.train.epochs=3 hydra.sweeper.n_trials=4 $(ARGS)
