@@ -14,11 +14,14 @@ import dataclasses
 import logging
 import os
 import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import optuna
+import psutil
+from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, read_write
 
@@ -92,6 +95,40 @@ def open_trial(study: optuna.Study, storage: optuna.storages.BaseStorage, number
     Optuna itself; it is the one route for a trial another process asked for."""
     trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), number)
     return optuna.Trial(study, trial_id)
+
+
+def slurm_job_waits_or_runs(job: str) -> bool:
+    try:
+        queued = subprocess.run(
+            ["squeue", "--noheader", "--format=%T", "--jobs", job], check=False, capture_output=True, text=True
+        )
+    except OSError:  # no SLURM here
+        return False
+    return queued.returncode == 0 and bool(queued.stdout.strip())
+
+
+def slurm_job_result(folder: str, job: str) -> JobReturn:
+    """What a SLURM job another sweep process submitted returns, once it ends."""
+    import submitit  # only with hydra/launcher=submitit_slurm
+
+    return submitit.SlurmJob(folder, job).results()[0]
+
+
+def stop_orphan(dead: optuna.trial.FrozenTrial, wait_s: float = 120) -> None:
+    """A job process that outlived its sweep (a joblib worker trains on) is stopped with
+    SIGTERM, so that it writes its last.pt and lets the retry resume from it."""
+    pid, host = dead.user_attrs.get("qtrain.pid"), dead.user_attrs.get("qtrain.host")
+    if pid is None or host != socket.gethostname() or dead.datetime_start is None:
+        return
+    try:
+        process = psutil.Process(pid)
+        if process.create_time() > dead.datetime_start.timestamp():
+            return  # the id was reused: not the job's process
+        log.info("trial %d: stopping its job process %d, which outlived the sweep", dead.number, pid)
+        process.terminate()
+        process.wait(wait_s)
+    except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+        return
 
 
 class ContinueSweepCallback(Callback):

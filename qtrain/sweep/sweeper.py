@@ -7,10 +7,11 @@ result is told to the study and the next trial is asked and launched. Each launc
 one job handed to the configured launcher from its own thread (the joblib and submitit
 launchers wait on a worker process or a cluster job there); the basic launcher runs a
 job in this process, where only the main thread may set signal handlers, so it runs
-one trial at a time. Each job is told its trial number (in its environment, `hydra.job.env_set`): it
-reports its objective after every epoch to that trial and stops when the pruner says
-so (qtrain.sweep.trial). The search space is the part of `params` the model has
-(qtrain.sweep.space).
+one trial at a time. Each job is told its trial number (in its environment, through
+`hydra.job.env_set`): it reports its objective after every epoch to that trial and
+stops when the pruner says so (qtrain.sweep.trial). The search space is the part of
+`params` the model has (qtrain.sweep.space). A launch is recorded in the study, and a
+launch whose sweeper died is finished by the same command (qtrain.sweep.launches).
 
 `python -m qtrain` registers this sweeper with Hydra's plugins (qtrain.__main__); an
 entry point would make every Hydra app in the environment import qtrain.
@@ -24,7 +25,6 @@ import logging
 import math
 import os
 import socket
-import subprocess
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import psutil
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn
 from hydra.plugins.sweeper import Sweeper
@@ -43,7 +42,17 @@ from omegaconf import DictConfig, OmegaConf
 from qtrain.config.targets import SWEEP_TARGETS
 from qtrain.errors import ConfigError, TrialPruned
 from qtrain.sweep.distributions import grid_values, search_space, suggest
-from qtrain.sweep.launches import HEARTBEAT_S, Launch, command_of, interrupted_launch, new_launch, open_trial
+from qtrain.sweep.launches import (
+    HEARTBEAT_S,
+    Launch,
+    command_of,
+    interrupted_launch,
+    new_launch,
+    open_trial,
+    slurm_job_result,
+    slurm_job_waits_or_runs,
+    stop_orphan,
+)
 from qtrain.sweep.space import model_space
 from qtrain.tracking.sweep_job import TRIAL_VARIABLE
 
@@ -182,7 +191,7 @@ class QtrainOptunaSweeper(Sweeper):
             if job and slurm_job_waits_or_runs(job):
                 log.info("trial %d: adopting SLURM job %s, still running", number, job)
                 folder = str(self.config.hydra.launcher.submitit_folder).replace("%j", job.split("_")[0])
-                running[pool.submit(_slurm_job_result, folder, job)] = open_trial(study, self.rdb, number)
+                running[pool.submit(slurm_job_result, folder, job)] = open_trial(study, self.rdb, number)
                 continue
             stop_orphan(dead)
             retry = trials.retry(dead, self.rdb)
@@ -307,40 +316,6 @@ class Trials:
             if self.last_failure is not None:
                 _ = self.last_failure.return_value  # raises it with its traceback, as Hydra's sweeper does
             raise RuntimeError(f"{self.failures} trials failed")
-
-
-def slurm_job_waits_or_runs(job: str) -> bool:
-    try:
-        queued = subprocess.run(
-            ["squeue", "--noheader", "--format=%T", "--jobs", job], check=False, capture_output=True, text=True
-        )
-    except OSError:  # no SLURM here
-        return False
-    return queued.returncode == 0 and bool(queued.stdout.strip())
-
-
-def _slurm_job_result(folder: str, job: str) -> JobReturn:
-    """What a SLURM job another sweep process submitted returns, once it ends."""
-    import submitit  # only with hydra/launcher=submitit_slurm
-
-    return submitit.SlurmJob(folder, job).results()[0]
-
-
-def stop_orphan(dead: optuna.trial.FrozenTrial, wait_s: float = 120) -> None:
-    """A job process that outlived its sweep (a joblib worker trains on) is stopped with
-    SIGTERM, so that it writes its last.pt and lets the retry resume from it."""
-    pid, host = dead.user_attrs.get("qtrain.pid"), dead.user_attrs.get("qtrain.host")
-    if pid is None or host != socket.gethostname() or dead.datetime_start is None:
-        return
-    try:
-        process = psutil.Process(pid)
-        if process.create_time() > dead.datetime_start.timestamp():
-            return  # the id was reused: not the job's process
-        log.info("trial %d: stopping its job process %d, which outlived the sweep", dead.number, pid)
-        process.terminate()
-        process.wait(wait_s)
-    except (psutil.NoSuchProcess, psutil.TimeoutExpired):
-        return
 
 
 def _objective_values(value: Any, objectives: int) -> list[float]:

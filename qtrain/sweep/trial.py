@@ -11,7 +11,6 @@ is the best `val/acc` so far."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
 from pathlib import Path
@@ -28,12 +27,12 @@ from qtrain.tasks import Task
 from qtrain.tracking.redact import redact
 from qtrain.tracking.sweep_job import TRIAL_VARIABLE, slurm_job_id, trial_number
 
-log = logging.getLogger("qtrain")
-
 TRIAL_FILE = "optuna_trial.json"
 
 
 class SweepTrial:
+    """The job's side of its Optuna trial."""
+
     def __init__(self, trial: optuna.Trial, number: int, study_name: str, objective: str, task: Task, run_dir: Path):
         self.trial, self.number, self.objective, self.task = trial, number, objective, task
         self.file = run_dir / TRIAL_FILE
