@@ -1,7 +1,8 @@
 """The scenarios of Hydra's Optuna sweeper's own tests
 (plugins/hydra_optuna_sweeper/tests/test_optuna_sweeper_plugin.py), run against
 qtrain's sweeper: nothing the stock sweeper does is lost, with trials in flight
-asynchronously (hydra/launcher=joblib, n_jobs=2) as well as one at a time."""
+asynchronously (hydra/launcher=joblib or submitit_local, n_jobs=2) as well as one at a
+time."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from omegaconf import OmegaConf
 APP = Path(__file__).with_name("sphere_app.py")
 ASYNC = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"]
 ONE_AT_A_TIME = ["hydra.sweeper.n_jobs=1"]
+SUBMITIT = ["hydra/launcher=submitit_local", "hydra.sweeper.n_jobs=2"]  # each trial a process of its own
 
 pytestmark = pytest.mark.slow  # about 10 s a sweep
 
@@ -44,7 +46,9 @@ def test_tpe_finds_the_sphere_minimum_within_the_upstream_threshold(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "n_trials,slots", [(10, ONE_AT_A_TIME), (10, ASYNC), (1, ONE_AT_A_TIME)], ids=["one_at_a_time", "async", "one"]
+    "n_trials,slots",
+    [(10, ONE_AT_A_TIME), (10, ASYNC), (10, SUBMITIT), (1, ONE_AT_A_TIME)],
+    ids=["one_at_a_time", "async", "async_submitit", "one"],
 )
 def test_the_grid_sampler_tries_each_point_once(tmp_path, n_trials, slots):
     storage = f"sqlite:///{tmp_path}/test.db"
