@@ -29,7 +29,7 @@ test-slow: $(INSTALLED)  ## the slow tier: accuracy runs, torchrun, sweeps, torc
 test-e2e: $(INSTALLED)  ## real servers and a browser: the MLflow UI in headless Chromium, Optuna on PostgreSQL, sweeps on SLURM (make slurm-up first)
 	$(PY) -m pytest -n auto --dist worksteal -m e2e $(ARGS)
 
-slurm-up:  ## start a one-node SLURM cluster here (Debian's slurm-wlm and munge, installed where missing; root)
+slurm-up:  ## start a one-node SLURM cluster here, with accounting (Debian's slurm-wlm, slurmdbd, munge, mariadb-server; installed where missing; root)
 	slurm/cluster.sh up
 
 slurm-down:  ## stop it

@@ -3,29 +3,48 @@
 # sweeps and their tests: `slurm/cluster.sh up` (make slurm-up) and `slurm/cluster.sh down`
 # (make slurm-down). slurmctld and slurmd run as root without systemd
 # (proctrack/linuxproc, task/none), on 127.0.0.1, with 2 CPU slots in one partition,
-# `debug`. Its state lives in $QTRAIN_SLURM_DIR (default /tmp/qtrain-slurm); its config
-# is written to /etc/slurm/slurm.conf, where sbatch and squeue look for it.
+# `debug`; slurmdbd keeps job accounting in a MariaDB of its own (sacct: submitit reads
+# a job's state there, and sees a cancelled job end). Its state lives in
+# $QTRAIN_SLURM_DIR (default /tmp/qtrain-slurm); its configs are written to /etc/slurm,
+# where sbatch, squeue and sacct look for them.
 set -euo pipefail
 
 STATE=${QTRAIN_SLURM_DIR:-/tmp/qtrain-slurm}
 CONF=/etc/slurm/slurm.conf
+DBD_CONF=/etc/slurm/slurmdbd.conf
 MARK="# written by qtrain's slurm/cluster.sh"
 NODE=$(hostname -s)
+SOCKET=/run/mysqld/mysqld.sock   # where slurmdbd's MySQL client looks for the server
 
 install_packages() {
-  if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
-    echo "installing slurm-wlm and munge with apt-get"
+  if ! command -v slurmctld >/dev/null || ! command -v slurmdbd >/dev/null || ! command -v mariadbd >/dev/null; then
+    echo "installing slurm-wlm, slurmdbd, munge and mariadb-server with apt-get"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm slurmdbd munge mariadb-server >/dev/null
   fi
 }
 
 write_config() {
-  if [[ -f $CONF ]] && ! grep -qF "$MARK" "$CONF"; then
-    echo "$CONF exists and was not written by qtrain: not overwritten" >&2
-    exit 1
-  fi
+  for file in "$CONF" "$DBD_CONF"; do
+    if [[ -f $file ]] && ! grep -qF "$MARK" "$file"; then
+      echo "$file exists and was not written by qtrain: not overwritten" >&2
+      exit 1
+    fi
+  done
   mkdir -p /etc/slurm "$STATE/ctld" "$STATE/d" "$STATE/log"
+  cat >"$DBD_CONF" <<CONFIG
+$MARK
+AuthType=auth/munge
+DbdHost=localhost
+SlurmUser=root
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageUser=root
+StorageLoc=slurm_acct_db
+PidFile=$STATE/slurmdbd.pid
+LogFile=$STATE/log/slurmdbd.log
+CONFIG
+  chmod 600 "$DBD_CONF"
   cat >"$CONF" <<CONFIG
 $MARK
 ClusterName=qtrain
@@ -41,7 +60,8 @@ SelectTypeParameters=CR_CPU
 SchedulerType=sched/backfill
 ReturnToService=2
 JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
 StateSaveLocation=$STATE/ctld
 SlurmdSpoolDir=$STATE/d
 SlurmctldPidFile=$STATE/slurmctld.pid
@@ -64,10 +84,25 @@ start_munge() {
   fi
 }
 
+start_accounting() {
+  # MariaDB as root, its data in $STATE/db, on its socket only (root logs in by socket).
+  if ! pgrep -x mariadbd >/dev/null; then
+    [[ -d $STATE/db/mysql ]] || mariadb-install-db --user=root --datadir="$STATE/db" >/dev/null
+    mkdir -p "$(dirname "$SOCKET")"
+    mariadbd --user=root --datadir="$STATE/db" --socket="$SOCKET" --skip-networking \
+      --pid-file="$STATE/mariadb.pid" --log-error="$STATE/log/mariadb.log" >>"$STATE/log/mariadb.log" 2>&1 &
+    for _ in $(seq 60); do [[ -S $SOCKET ]] && break; sleep 0.5; done
+  fi
+  pgrep -x slurmdbd >/dev/null || slurmdbd
+  for _ in $(seq 60); do sacctmgr --noheader list cluster >/dev/null 2>&1 && break; sleep 0.5; done
+  sacctmgr --noheader list cluster format=cluster | grep -qw qtrain || sacctmgr -i add cluster qtrain >/dev/null
+}
+
 up() {
   install_packages
   write_config
   start_munge
+  start_accounting
   pgrep -x slurmctld >/dev/null || slurmctld -i
   pgrep -x slurmd >/dev/null || slurmd
   for _ in $(seq 60); do
@@ -84,11 +119,11 @@ up() {
 }
 
 down() {
-  for daemon in slurmd slurmctld; do
+  for daemon in slurmd slurmctld slurmdbd mariadbd; do
     pkill -x "$daemon" || true
   done
   for _ in $(seq 30); do
-    pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null || break
+    pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null || pgrep -x slurmdbd >/dev/null || pgrep -x mariadbd >/dev/null || break
     sleep 1
   done
   echo "SLURM is down"

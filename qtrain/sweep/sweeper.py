@@ -150,7 +150,7 @@ class QtrainOptunaSweeper(Sweeper):
                 done, _ = wait(running, timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
                 launch.save(study)  # the heartbeat: this sweep is alive
                 for future in done:
-                    trials.tell(running.pop(future), future.result())
+                    trials.tell(running.pop(future), future)
         launch.finished = True
         launch.save(study)
         trials.raise_if_too_many_failed()
@@ -260,7 +260,7 @@ class Trials:
         self.failures_allowed = int(max_failure_rate * launch.n_trials + 1e-9)
         states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
         self.failures = sum(states[n] == optuna.trial.TrialState.FAIL for n in launch.trials)
-        self.last_failure: JobReturn | None = None
+        self.last_failure: Future | None = None  # the last failed job
 
     def more_to_ask(self) -> bool:
         more = len(self.launch.trials) < self.launch.n_trials and not self._grid_done()
@@ -286,9 +286,11 @@ class Trials:
         sampler = self.study.sampler
         return isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(self.study)
 
-    def tell(self, trial: optuna.Trial, job: JobReturn) -> None:
+    def tell(self, trial: optuna.Trial, job: Future) -> None:
+        """Tell the study how the trial's job ended: its objective, PRUNED, or FAIL (the
+        job raised; or the launcher did: a SLURM job cancelled or lost)."""
         try:
-            value = job.return_value  # raises the job's exception
+            value = job.result().return_value  # raises the launcher's or the job's exception
             if isinstance(value, TrialPruned):  # what a job the pruner stopped returns
                 self._tell(trial, state=optuna.trial.TrialState.PRUNED)
                 log.info("%s", value)
@@ -314,7 +316,7 @@ class Trials:
                 self.launch.n_trials,
             )
             if self.last_failure is not None:
-                _ = self.last_failure.return_value  # raises it with its traceback, as Hydra's sweeper does
+                _ = self.last_failure.result().return_value  # raises it with its traceback, as Hydra's sweeper does
             raise RuntimeError(f"{self.failures} trials failed")
 
 

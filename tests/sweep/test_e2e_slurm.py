@@ -1,7 +1,8 @@
 """A sweep on a real SLURM cluster (`make slurm-up`: one node, two CPU slots), through
-hydra/launcher=submitit_slurm: six trials as SLURM jobs, two at a time, one of them
-preempted mid-training as SLURM does it (SIGUSR2), requeued, and resumed from its own
-last.pt to the metrics of an uninterrupted twin (pytest -m e2e)."""
+hydra/launcher=submitit_slurm: seven trials as SLURM jobs, two at a time; one preempted
+mid-training as SLURM does it (SIGUSR2), requeued, and resumed from its own last.pt to
+the metrics of an uninterrupted twin; one cancelled outright, FAIL while the sweep goes
+on (pytest -m e2e)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from servers import slurm_cluster
 
 pytestmark = pytest.mark.e2e
 
-TRIALS = 6
+TRIALS = 7
+CANCELLED = 2  # scancel'ed mid-training
 TWIN = {"optimizer.lr": 3e-3, "optimizer.weight_decay": 0.0, "dataset.batch_size": 64}
 
 
@@ -62,26 +64,34 @@ def test_a_sweep_runs_its_trials_as_slurm_jobs_and_a_preempted_trial_resumes(tmp
         wait_for(lambda: job_state(job) == "PENDING", 60, f"job {job} requeued")
         # SLURM holds a requeued job for two minutes (its BeginTime); an admin may release it.
         subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+        doomed = tmp_path / "sweep" / str(CANCELLED)
+        wait_for(lambda: (doomed / "checkpoints" / "last.pt").is_file(), 300, f"trial {CANCELLED}'s first epoch")
+        cancelled = json.loads((doomed / "optuna_trial.json").read_text())["slurm_job_id"]
+        subprocess.run(["scancel", cancelled], check=True)
         output, _ = sweep.communicate(timeout=900)
     finally:
         sweep.kill()
     assert sweep.returncode == 0, output[-3000:]
     trials = optuna.load_study(study_name="slurm", storage=storage).trials
-    assert [t.state.name for t in trials] == ["COMPLETE"] * TRIALS
+    assert [t.state.name for t in trials] == ["FAIL" if t.number == CANCELLED else "COMPLETE" for t in trials]
+    assert len(trials) == TRIALS
     assert "this job was requeued: resuming from" in (first / "qtrain.log").read_text()
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("qtrain-digits").experiment_id])
     (parent,) = [r for r in runs if r.data.tags.get("qtrain.role") == "sweep"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     finished = {int(r.data.tags["optuna.trial"]): r for r in children if r.info.status == "FINISHED"}
-    assert sorted(finished) == list(range(TRIALS))
-    job_ids = [finished[n].data.tags["slurm.job_id"] for n in range(TRIALS)]
-    assert len(set(job_ids)) == TRIALS and finished[0].data.tags["slurm.job_id"] == job
-    assert [t.user_attrs["qtrain.slurm_job_id"] for t in trials] == job_ids
-    (stopped,) = [r for r in children if r.info.status == "KILLED"]  # trial 0's first attempt
-    assert stopped.data.tags["optuna.trial"] == "0" and stopped.data.tags["slurm.job_id"] == job
+    assert sorted(finished) == [n for n in range(TRIALS) if n != CANCELLED]
+    job_ids = {n: run.data.tags["slurm.job_id"] for n, run in finished.items()}
+    assert len(set(job_ids.values())) == TRIALS - 1 and job_ids[0] == job
+    assert all(trials[n].user_attrs["qtrain.slurm_job_id"] == job_ids[n] for n in finished)
+    # Trial 0's first attempt, and the cancelled trial, stopped by SLURM's signals.
+    stopped = {
+        (r.data.tags["optuna.trial"], r.data.tags["slurm.job_id"]) for r in children if r.info.status == "KILLED"
+    }
+    assert stopped == {("0", job), (str(CANCELLED), cancelled)}
     # Resumed from last.pt, trial 0 ends exactly where its uninterrupted twin does.
     for metric in ("val/acc_best", "test/acc", "test/loss"):
         assert finished[0].data.metrics[metric] == finished[1].data.metrics[metric], metric
     assert trials[0].value == trials[1].value
-    assert parent.data.tags["qtrain.jobs"] == f"{TRIALS + 1} (0 pruned, 1 killed, 0 failed)"
+    assert parent.data.tags["qtrain.jobs"] == f"{TRIALS + 1} (0 pruned, 2 killed, 0 failed)"
