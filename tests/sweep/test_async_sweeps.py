@@ -34,16 +34,16 @@ def sweep_command(tmp_path, name: str, *overrides: str) -> list[str]:
 
 @pytest.mark.slow  # three trials on two joblib slots (about 40 s)
 def test_a_new_trial_starts_before_the_slowest_running_one_ends(tmp_path, run_cli):
-    # Trial 0 trains 12 epochs, trials 1 and 2 one epoch each (enqueued, so asked in
+    # Trial 0 trains 8 epochs, trials 1 and 2 one epoch each (enqueued, so asked in
     # this order): in batches of two, trial 2 would wait for trial 0.
     study = optuna.create_study(study_name="study", storage=f"sqlite:///{tmp_path}/optuna.db", direction="maximize")
-    for epochs in (12, 1, 1):
+    for epochs in (8, 1, 1):
         study.enqueue_trial({"stages.train.epochs": epochs})
     result = run_cli(
         *sweep_command(tmp_path, "sweep", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"),
         "hydra.sweeper.n_jobs=2",
         "hydra.sweeper.n_trials=3",
-        "stages.train.epochs=choice(1,12)",
+        "stages.train.epochs=choice(1,8)",
         "trainer.limit_train_batches=8",
         cwd=tmp_path,
         timeout=600,
@@ -51,7 +51,7 @@ def test_a_new_trial_starts_before_the_slowest_running_one_ends(tmp_path, run_cl
     assert result.returncode == 0, result.stderr[-3000:]
     trials = optuna.load_study(study_name="study", storage=f"sqlite:///{tmp_path}/optuna.db").trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
-    assert [t.params["stages.train.epochs"] for t in trials] == [12, 1, 1]
+    assert [t.params["stages.train.epochs"] for t in trials] == [8, 1, 1]
     assert trials[2].datetime_start < trials[0].datetime_complete
     # Each job ran its own trial: the trial records the job's folder, the folder the trial.
     for trial in trials:
@@ -110,7 +110,7 @@ def test_a_killed_sweeps_command_run_again_finishes_it_in_its_folder_under_its_p
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     command = sweep_command(tmp_path, "sweep", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     command = [c for c in command if c != "tracking=none"]  # tracked: the parent run must carry on
-    command += ["hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=3", "stages.train.epochs=6"]
+    command += ["hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=3", "stages.train.epochs=4"]
     command += ["tracking=mlflow", f"tracking.mlflow.uri={uri}"]
     first = subprocess.Popen(
         [sys.executable, "-m", "qtrain", *command], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -1,5 +1,5 @@
 """A sweep on a real SLURM cluster (`make slurm-up`: one node, two CPU slots), through
-hydra/launcher=submitit_slurm: seven trials as SLURM jobs, two at a time; one preempted
+hydra/launcher=submitit_slurm: six trials as SLURM jobs, two at a time; one preempted
 mid-training as SLURM does it (SIGUSR2), requeued, and resumed from its own last.pt to
 the metrics of an uninterrupted twin; one cancelled outright, FAIL while the sweep goes
 on (pytest -m e2e)."""
@@ -18,7 +18,7 @@ from servers import slurm_cluster
 
 pytestmark = pytest.mark.e2e
 
-TRIALS = 7
+TRIALS = 6
 CANCELLED = 2  # scancel'ed mid-training
 TWIN = {"optimizer.lr": 3e-3, "optimizer.weight_decay": 0.0, "dataset.batch_size": 64}
 
@@ -48,7 +48,7 @@ def test_a_sweep_runs_its_trials_as_slurm_jobs_and_a_preempted_trial_resumes(tmp
     study.enqueue_trial(TWIN)
     command = [
         sys.executable, "-m", "qtrain", "-m", "hparams_search=optuna", "model=simple_cnn",
-        "trainer.progress=false", "stages.train.epochs=4",
+        "trainer.progress=false", "stages.train.epochs=3",
         "hydra/launcher=submitit_slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=20",
         "hydra.sweeper.n_jobs=2", f"hydra.sweeper.n_trials={TRIALS}",
         f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=slurm",
