@@ -3,15 +3,12 @@ for the swept keys (`lr=0.003,batch_size=64`), its Optuna study and trial, its S
 
 from __future__ import annotations
 
-import logging
 import os
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from qtrain.sweep.space import model_space
-
-log = logging.getLogger("qtrain")
 
 TRIAL_VARIABLE = "QTRAIN_OPTUNA_TRIAL"  # set for each job by qtrain's sweeper: the trial it runs
 
