@@ -20,7 +20,7 @@ from PIL import Image
 
 import qtrain
 from qtrain.config import describe
-from qtrain.errors import TrainingDiverged, TrainingInterrupted
+from qtrain.errors import TrainingDiverged, TrainingInterrupted, TrialPruned
 from qtrain.tasks import direction
 from qtrain.tracking.mlflow_run import MlflowTracker, config_params
 from qtrain.tracking.mlflow_store import PARENT_ROLE, SWEEP_TAG, connect, sweep_parent
@@ -148,6 +148,8 @@ def test_a_diverged_run_is_marked_failed(tmp_path, run_config):
         (None, "FINISHED"),
         (TrainingInterrupted(15, Path("last.pt")), "KILLED"),
         (KeyboardInterrupt(), "KILLED"),
+        (SystemExit(-1), "KILLED"),  # submitit exits a job it requeues (SLURM preemption)
+        (TrialPruned(3, 2, "val/acc_best", 0.5), "KILLED"),
         (RuntimeError("boom"), "FAILED"),
     ],
 )
@@ -159,6 +161,8 @@ def test_a_run_ends_with_the_status_of_how_it_ended(tmp_path, error, status, mak
             raise error
     (run,) = runs_of(uri)
     assert run.info.status == status
+    pruned = {"optuna.state": "PRUNED", "optuna.pruned_after_epoch": "2"}
+    assert ({k: run.data.tags.get(k) for k in pruned} == pruned) == isinstance(error, TrialPruned)
 
 
 @pytest.mark.parametrize(
