@@ -58,8 +58,6 @@ from qtrain.tracking.sweep_job import TRIAL_VARIABLE
 
 log = logging.getLogger("qtrain")
 
-BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"  # a config value, never imported
-
 
 class QtrainOptunaSweeper(Sweeper):
     def __init__(
@@ -108,7 +106,8 @@ class QtrainOptunaSweeper(Sweeper):
         self.launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function
         )
-        self.in_process = config.hydra.launcher.get("_target_") == BASIC_LAUNCHER
+        # Which launcher: the choice of the hydra/launcher group (`basic` runs jobs in this process).
+        self.in_process = config.hydra.runtime.choices.get("hydra/launcher") == "basic"
 
     def sweep(self, arguments: list[str]) -> None:
         searched, fixed, deletions = search_space([f"{key}={value}" for key, value in self.params.items()] + arguments)
