@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -19,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from qtrain.config import CONFIG_DIR, TRUSTED_TARGETS, compose, first_point
 from qtrain.config.evaluation import checkpoint_experiment
 from qtrain.engine.interrupt import SignalStop, stop_at_once_on_sigterm
-from qtrain.errors import ConfigError, TrainingDiverged, TrainingInterrupted, TrialPruned
+from qtrain.errors import ConfigError, DiskFull, TrainingDiverged, TrainingInterrupted, TrialPruned
 from qtrain.models.build import check_circuit
 from qtrain.sweep.sweeper import QtrainOptunaSweeper
 
@@ -52,11 +53,30 @@ def main(cfg: DictConfig) -> float | TrialPruned:
     except TrainingInterrupted as stop:
         log.warning("%s", stop)
         sys.exit(128 + stop.signum)
+    except DiskFull as full:
+        fail(with_resume_step(full, cfg, Path(hydra_cfg.runtime.output_dir)), hydra_cfg)
     except (ConfigError, TrainingDiverged) as error:
-        if hydra_cfg.mode == RunMode.MULTIRUN or os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise  # a sweeper records the job as failed and goes on; or the user asked for the traceback
-        log.error("%s", error)  # one line on the console and in the run's log file
-        sys.exit(1)
+        fail(error, hydra_cfg)
+
+
+def fail(error: Exception, hydra_cfg: DictConfig) -> NoReturn:
+    if hydra_cfg.mode == RunMode.MULTIRUN or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise error  # a sweeper records the job as failed and goes on; or the user asked for the traceback
+    log.error("%s", error)  # one line on the console and in the run's log file
+    sys.exit(1)
+
+
+def with_resume_step(full: DiskFull, cfg: DictConfig, run_dir: Path) -> DiskFull:
+    """`full`, saying what to do once space is freed (where its writer did not): go on
+    from the run's checkpoints, which are written whole or not at all."""
+    last = run_dir / "checkpoints" / "last.pt"
+    if full.next_step:
+        return full
+    if last.is_file():
+        return full.with_next_step(f"resume with ckpt_path={last}")
+    if cfg.train and cfg.ckpt_path:
+        return full.with_next_step(f"resume with ckpt_path={cfg.ckpt_path}")
+    return full
 
 
 def resume_a_requeued_job(cfg: DictConfig, hydra_cfg: DictConfig) -> None:
@@ -108,6 +128,9 @@ def cli() -> None:
     refuse_a_schema_error_in_a_line()
     Plugins.instance().register(QtrainOptunaSweeper)  # hydra/sweeper=qtrain_optuna
     stop_at_once_on_sigterm()
+    # A log line that cannot be written (qtrain.log on a full disk) is dropped rather than
+    # printed as a traceback over the one line that says why the run stopped.
+    logging.raiseExceptions = False
     try:
         main()
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM, where training had no safe point to stop at

@@ -4,6 +4,7 @@ Each is reported as one line, never a traceback (unless HYDRA_FULL_ERROR=1)."""
 from __future__ import annotations
 
 import difflib
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,6 +49,29 @@ def refuse_in_callback(error: ConfigError) -> NoReturn:
     goes on, so the callback prints the one line itself and exits (code 1)."""
     print(error, file=sys.stderr)
     raise SystemExit(1)
+
+
+def byte_size(n: float) -> str:
+    """`n` bytes as a person reads them: 1.5 MiB."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+    power = min(int(math.log(max(n, 1), 1024)), len(units) - 1)
+    return f"{n / 1024**power:.1f} {units[power]}"
+
+
+class DiskFull(CompactHydraException):
+    """`path` could not be written for want of space; nothing of it was left behind.
+    Exit code 1. `next_step`: what to do once space is freed; the runner says it where
+    the writer could not (resume from the run's last.pt)."""
+
+    def __init__(self, path: Path, needed: int, free: int, next_step: str | None = None):
+        super().__init__(
+            f"{path}: no space left on its disk, {byte_size(needed)} needed and {byte_size(free)} free; "
+            f"free some space, then {next_step or 'run again'}"
+        )
+        self.path, self.needed, self.free, self.next_step = path, needed, free, next_step
+
+    def with_next_step(self, next_step: str) -> DiskFull:
+        return DiskFull(self.path, self.needed, self.free, next_step)
 
 
 class TrainingDiverged(CompactHydraException):

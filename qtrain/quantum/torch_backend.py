@@ -6,12 +6,10 @@ sampling noise around the values."""
 
 from __future__ import annotations
 
-import math
-
 import psutil
 import torch
 
-from qtrain.errors import ArgumentError
+from qtrain.errors import ArgumentError, byte_size
 from qtrain.quantum.expectations import PauliExpectations
 from qtrain.quantum.noise import NoisyCircuit
 from qtrain.quantum.noisy_simulator import DensityMatrix, Trajectories
@@ -124,12 +122,7 @@ def check_memory(
         raise ArgumentError(
             "n_qubits",
             n_qubits,
-            f"a {n_qubits}-qubit {kind} needs about {_bytes(needed)} {per}, "
-            f"{_bytes(available)} is free; use fewer qubits{advice}",
+            f"a {n_qubits}-qubit {kind} needs about {byte_size(needed)} {per}, "
+            f"{byte_size(available)} is free; use fewer qubits{advice}",
         )
 
-
-def _bytes(n: float) -> str:
-    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
-    power = min(int(math.log(max(n, 1), 1024)), len(units) - 1)
-    return f"{n / 1024**power:.1f} {units[power]}"

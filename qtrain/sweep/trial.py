@@ -22,6 +22,7 @@ from hydra.utils import execution_whitelist, instantiate
 from qtrain.config.targets import SWEEP_TARGETS
 from qtrain.engine.best import best_values
 from qtrain.errors import ConfigError, TrialPruned
+from qtrain.files import atomic_write
 from qtrain.sweep.launches import open_trial
 from qtrain.tasks import Task
 from qtrain.tracking.redact import redact
@@ -56,8 +57,8 @@ class SweepTrial:
             raise TrialPruned(self.number, epoch, self.objective, value)
 
     def _write(self) -> None:
-        self.file.parent.mkdir(parents=True, exist_ok=True)
-        self.file.write_text(json.dumps(self.record, indent=2) + "\n")
+        with atomic_write(self.file, "w") as f:
+            f.write(json.dumps(self.record, indent=2) + "\n")
 
 
 def sweep_trial(objective: str, task: Task, run_dir: Path) -> SweepTrial | None:

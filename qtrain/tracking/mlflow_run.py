@@ -9,10 +9,13 @@ run, and otherwise says how to upload it later (`python -m qtrain.tracking.sync`
 
 from __future__ import annotations
 
+import errno
 import logging
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
@@ -30,6 +33,8 @@ from mlflow.utils.validation import (
 from PIL import Image
 
 from qtrain.config.schema import flatten
+from qtrain.errors import DiskFull
+from qtrain.files import bytes_in
 from qtrain.tracking import sweep_job
 from qtrain.tracking.mlflow_store import RUN_DIR_TAG, SWEEP_TAG, SWEPT_TAG, connect, sweep_id, sweep_parent, ui_hint
 from qtrain.tracking.redact import redact
@@ -75,23 +80,39 @@ class MlflowTracker(Tracker):
         self.unsent: list[dict] = []  # history rows not yet logged
         self.results: dict[str, float] | None = None
 
-    def _guard(self, action: str, call, *args, **kwargs):
-        """Run an MLflow call; on the first failure, warn once and stop sending until the end."""
+    def _guard(self, action: str, call, *args, uploading: tuple[Path, str] | None = None, **kwargs):
+        """Run an MLflow call; on the first failure, warn once and stop sending until the end.
+        A call `uploading` a file or folder (as an artifact path) to a store on a full local
+        disk stops the run instead (DiskFull): waiting makes no space."""
         if not self.enabled:
             return None
         try:
             return call(*args, **kwargs)
+        except OSError as error:
+            if uploading is None or error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                return self._failed(action, error)
+            store = self._artifact_folder()
+            raise DiskFull(
+                store / uploading[1], bytes_in(uploading[0]), shutil.disk_usage(store).free,
+                f"upload what is missing: python -m qtrain.tracking.sync {self.run_dir}",
+            ) from None  # fmt: skip
         except Exception as error:  # noqa: BLE001 -- any store, network or server error
-            if not self.failed:
-                log.warning(
-                    "MLflow tracking at %s failed while %s (%s: %s); the run goes on, tracking tries again at its end",
-                    redact(self.uri),
-                    action,
-                    type(error).__name__,
-                    redact(str(error).splitlines()[0]) if str(error) else "",
-                )
-            self.enabled, self.failed = False, True
-            return None
+            return self._failed(action, error)
+
+    def _failed(self, action: str, error: Exception) -> None:
+        if not self.failed:
+            log.warning(
+                "MLflow tracking at %s failed while %s (%s: %s); the run goes on, tracking tries again at its end",
+                redact(self.uri),
+                action,
+                type(error).__name__,
+                redact(str(error).splitlines()[0]) if str(error) else "",
+            )
+        self.enabled, self.failed = False, True
+
+    def _artifact_folder(self) -> Path:
+        """The local folder of this run's artifacts (an upload hit a full disk: the store is local)."""
+        return Path(urlparse(self.client.get_run(self.run_id).info.artifact_uri).path)
 
     def begin(self, config: dict, run_dir: Path) -> None:
         self.run_dir = run_dir
@@ -196,20 +217,32 @@ class MlflowTracker(Tracker):
         for name in RUN_DIR_FILES:
             path = self.run_dir / name
             if path.is_dir():
-                self._guard(f"uploading {name}", self.client.log_artifacts, self.run_id, str(path), name)
+                upload = self.client.log_artifacts, self.run_id, str(path), name
             elif path.is_file():
-                self._guard(f"uploading {name}", self.client.log_artifact, self.run_id, str(path))
+                upload = self.client.log_artifact, self.run_id, str(path)
+            else:
+                continue
+            self._guard(f"uploading {name}", *upload, uploading=(path, name))
         with tempfile.TemporaryDirectory() as folder:
             for file in sorted((self.run_dir / HYDRA_DIR).glob("*.yaml")):
                 (Path(folder) / file.name).write_text(redact(file.read_text()))
-            self._guard(f"uploading {HYDRA_DIR}", self.client.log_artifacts, self.run_id, folder, HYDRA_DIR)
+            self._guard(
+                f"uploading {HYDRA_DIR}", self.client.log_artifacts, self.run_id, folder, HYDRA_DIR,
+                uploading=(Path(folder), HYDRA_DIR),
+            )  # fmt: skip
         # As MLflow images too, so that the UI's image grid shows runs' plots side by side.
         for plot in sorted((self.run_dir / "plots").glob("*.png")):
             image = np.asarray(Image.open(plot).convert("RGB"))
-            self._guard(f"logging {plot.name}", self.client.log_image, self.run_id, image, key=plot.stem, step=0)
+            self._guard(
+                f"logging {plot.name}", self.client.log_image, self.run_id, image, key=plot.stem, step=0,
+                uploading=(plot, f"images/{plot.name}"),
+            )  # fmt: skip
         best = self.run_dir / "checkpoints" / "best.pt"
         if self.log_checkpoint and best.is_file():
-            self._guard("uploading best.pt", self.client.log_artifact, self.run_id, str(best), "checkpoints")
+            self._guard(
+                "uploading best.pt", self.client.log_artifact, self.run_id, str(best), "checkpoints",
+                uploading=(best, "checkpoints/best.pt"),
+            )  # fmt: skip
 
     def set_tags(self, tags: dict[str, str]) -> None:
         if self.run_id is not None:

@@ -134,14 +134,30 @@ def test_a_kill_during_a_checkpoint_write_keeps_the_previous_file(tmp_path, monk
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
-def test_the_half_written_files_of_killed_processes_are_removed_and_live_ones_kept(tmp_path):
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
-    dead = tmp_path / f".last.pt.{int(finished.stdout)}.tmp"  # its process has ended
-    live = tmp_path / f".last.pt.{os.getpid()}.tmp"
-    for path in (dead, live, tmp_path / "last.pt"):
-        path.write_bytes(b"x")
-    assert remove_dead_temporaries(tmp_path) == [dead]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "last.pt"])
+def test_the_half_written_files_of_killed_writers_are_removed_and_live_ones_kept(tmp_path):
+    # A writer stopped inside its write (its fsync never returns), then SIGKILLed.
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER_STOPPED_IN_ITS_WRITE, str(tmp_path / "last.pt")], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout.readline() == "writing\n"
+    half = tmp_path / f".last.pt.{writer.pid}.tmp"
+    reused = tmp_path / f".best.pt.{os.getpid()}.tmp"  # a dead writer's, whose process id is now this one's
+    reused.write_bytes(b"x")
+    assert remove_dead_temporaries(tmp_path) == [reused]
+    assert half.is_file()  # its writer is alive
+    writer.kill()
+    writer.wait()
+    assert remove_dead_temporaries(tmp_path) == [half]
+    assert list(tmp_path.iterdir()) == []
+
+
+WRITER_STOPPED_IN_ITS_WRITE = """
+import os, sys, time
+from pathlib import Path
+from qtrain.files import save_tagged
+os.fsync = lambda fd: (print("writing", flush=True), time.sleep(600))
+save_tagged(Path(sys.argv[1]), "test", {})
+"""
 
 
 def test_schedules_follow_their_shape(tmp_path):
