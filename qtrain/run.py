@@ -138,6 +138,7 @@ def _train_and_test(
         on_epoch_end=tracker.log_epoch,
         on_epoch_saved=trial.epoch_ended if trial is not None else lambda history: None,
         profiler=step_profiler(run_dir / "profile", hardware.profile and processes.is_main, hardware.profile_steps),
+        pretrained=bool(cfg.init_from),
     )
     if checkpoint is not None:
         trainer.restore(checkpoint, cfg.ckpt_path, weights_only=not cfg.train)

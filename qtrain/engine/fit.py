@@ -30,7 +30,16 @@ from qtrain.engine.interrupt import StopRequest
 from qtrain.engine.loop import EpochProgress, StepOptions, evaluate, train_epoch
 from qtrain.engine.resume import reopen_lengthened_stage, resume_stage
 from qtrain.engine.run_checkpoints import RunCheckpoints
-from qtrain.engine.stages import HeadsOnly, Stage, StageLoss, apply_stage, plan_stages, unreached_units
+from qtrain.engine.stages import (
+    HeadsOnly,
+    Stage,
+    StageLoss,
+    apply_stage,
+    heads,
+    plan_stages,
+    trained_heads,
+    unreached_units,
+)
 from qtrain.engine.train_state import TrainState
 from qtrain.engine.trainable import HeadedModel, TrainableModel
 from qtrain.errors import TrainingDiverged, TrainingInterrupted
@@ -64,13 +73,20 @@ class Trainer:
         on_epoch_end: Callable[[dict], None] = lambda row: None,
         on_epoch_saved: Callable[[list[dict]], None] = lambda history: None,
         profiler: torch.profiler.profile | None = None,
+        pretrained: bool = False,
     ):
+        """`pretrained`: the model's weights come from another run (init_from), so every
+        head counts as trained; otherwise the heads that no stage trains are left out of
+        the metrics (their scores are those of initial weights)."""
         self.task, self.settings = options.task, settings
         self.model, self.forward_model = model, model if compiled is None else compiled
         # What the current stage trains on, and with (under DDP: wrapped; stage_module is not).
         self.stage_data, self.stage_module, self.stage_model = data, self.forward_model, self.forward_model
         self.data = data
         self.stages = plan_stages(stages, model)  # refuses a bad stage before anything trains
+        self.scored_heads = heads(model) if pretrained else trained_heads(self.stages, model)
+        if untrained := [h for h in heads(model) if h not in self.scored_heads]:
+            log.info("left out of the metrics, as no stage trains them: the heads %s", ", ".join(untrained))
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.checkpoints, self.processes = checkpoints, processes  # under DDP: rank 0 alone writes files
         self.on_epoch_end = on_epoch_end  # gets each history row (the tracker logs it)
@@ -193,7 +209,7 @@ class Trainer:
             )
         if finished:
             val = self.stage_data.eval_batches("val", self.settings.limit_eval_batches)
-            metrics, _, _ = evaluate(self.stage_module, val, self.options, "val")
+            metrics, _, _ = evaluate(self.stage_module, val, self.options, "val", self.scored_heads)
             metrics = self.processes.broadcast(metrics)  # every rank decides on rank 0's values
         state.stage_seconds += time.perf_counter() - started
         if not finished or stop.poll():
@@ -252,4 +268,4 @@ class Trainer:
     def test(self) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
         self.final_model()
         batches = self.data.eval_batches("test", self.settings.limit_eval_batches)
-        return evaluate(self.forward_model, batches, self.options, "test")
+        return evaluate(self.forward_model, batches, self.options, "test", self.scored_heads)

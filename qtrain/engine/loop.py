@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
@@ -133,12 +133,12 @@ def optimizer_step(model: nn.Module, optimizer, scheduler, options: StepOptions)
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, batches: Iterable, options: StepOptions, prefix: str
+    model: nn.Module, batches: Iterable, options: StepOptions, prefix: str, scored_heads: Collection[str] = ()
 ) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
     """Mean loss and the task's metrics over `batches`, as `<prefix>/loss`,
     `<prefix>/acc`, ... (for a model with named heads: the ensemble's, and
-    `<prefix>/<score>_<head>` for each head); also the predictions and the targets
-    (on the CPU)."""
+    `<prefix>/<score>_<head>` for each of the `scored_heads`); also the predictions and
+    the targets (on the CPU)."""
     model.eval()
     task = options.task
     loss_sum = torch.zeros((), device=options.device)
@@ -153,7 +153,7 @@ def evaluate(
             loss, judged = options.criterion(output, y)
         loss_sum += loss.float() * len(y)
         seen += len(y)
-        named = {head: out for head, out in output.items() if head != "ensemble"} if isinstance(output, dict) else {}
+        named = {head: out for head, out in output.items() if head in scored_heads} if isinstance(output, dict) else {}
         for name, out in {"": judged, **named}.items():
             predictions.setdefault(name, []).append(task.predict(out))
         targets.append(y)

@@ -116,6 +116,13 @@ def _gets_gradient(unit: str, stage: Stage, all_heads: list[str]) -> bool:
     return any(weights[h] > 0 for h in all_heads) or (ensemble and bool(stage.active_heads))
 
 
+def trained_heads(stages: list[Stage], model: nn.Module) -> list[str]:
+    """The heads some stage trains: the others keep their initial weights, and their
+    scores would read as results."""
+    all_heads = heads(model)
+    return [h for h in all_heads if any(h in s.trainable and _gets_gradient(h, s, all_heads) for s in stages)]
+
+
 def unreached_units(stage: Stage, model: nn.Module) -> list[str]:
     """The stage's trainable units that no loss term depends on (a masked head at loss
     weight 0): they get no gradient, which DistributedDataParallel must be told."""

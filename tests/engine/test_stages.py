@@ -62,6 +62,18 @@ def test_each_stage_changes_only_what_it_trains(tmp_path, run_config):
     assert float(first["ensemble/classical_a"]) == pytest.approx(0.5)
 
 
+def test_a_head_no_stage_trains_is_left_out_of_the_metrics(tmp_path, run_config, read_history):
+    twin = [*STAGED, "stages.quantum=null", "stages.ensemble.active_heads=[classical_a,classical_b]"]
+    metrics = run_config(tmp_path / "twin", *twin)
+    assert {"test/acc", "test/acc_classical_a", "test/acc_classical_b"} <= metrics.keys()
+    assert not [key for key in metrics if key.endswith("_quantum")]  # its untouched head scores no result
+    assert "val/acc_quantum" not in read_history(tmp_path / "twin")[0]
+    # Weights from another run (init_from) may have trained any head: each is scored.
+    best = tmp_path / "twin" / "checkpoints" / "best.pt"
+    tuned = run_config(tmp_path / "tuned", *twin, f"init_from={best}")
+    assert "test/acc_quantum" in tuned
+
+
 def test_a_masked_head_contributes_nothing(make_config):
     model = build(make_config("model=hybrid_ensemble").model).eval()
     model.active_heads = ["classical_a", "classical_b"]
