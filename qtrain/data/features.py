@@ -21,6 +21,7 @@ from qtrain.files import load_tagged, save_tagged
 log = logging.getLogger("qtrain")
 
 FORMAT = "qtrain-features/1"
+ACCEPTED = "give the <run>/features.pt of a run whose stage cached its features (stages.<name>.cache_features=true)"
 SPLITS = ("train", "val", "test")
 
 
@@ -50,11 +51,11 @@ class FeatureData(TensorSplits):
     def setup(self, device: torch.device | str = "cpu") -> None:
         path = Path(self.path or "").expanduser()
         if not path.is_file():
-            raise ConfigError("dataset.path", self.path, "no such file; give a <run>/features.pt of a staged run")
+            raise ConfigError("dataset.path", self.path, f"no such file; {ACCEPTED}")
         try:
             saved = load_tagged(path, FORMAT, "features file")
         except ValueError as why:
-            raise ConfigError("dataset.path", self.path, str(why)) from None
+            raise ConfigError("dataset.path", self.path, f"{why}; {ACCEPTED}") from None
         self.splits = {split: (x.to(device), y.to(device)) for split, (x, y) in saved["splits"].items()}
         self.class_names = saved["class_names"]
         for key, expected, found in (

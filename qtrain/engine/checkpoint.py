@@ -19,6 +19,7 @@ from qtrain.files import atomic_write, load_tagged, remove_dead_temporaries, sav
 log = logging.getLogger("qtrain")
 
 FORMAT = "qtrain-checkpoint/4"  # 4: what the model takes (data); 3: a mid-epoch score_sum; 2: best.pt per stage
+ACCEPTED = "give a run's checkpoints/last.pt (resume) or best.pt (evaluate)"
 
 
 def data_description(data) -> dict:
@@ -35,11 +36,11 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
     if not path.is_file() and holds_a_run(path.parent.parent):
         raise ConfigError(key, path, "its run stopped before it saved a checkpoint; start that run anew")
     if not path.is_file():
-        raise ConfigError(key, path, "no such file; give a checkpoints/last.pt (resume) or best.pt (evaluate)")
+        raise ConfigError(key, path, f"no such file; {ACCEPTED}")
     try:
         checkpoint = load_tagged(path, FORMAT, "checkpoint")
     except ValueError as why:
-        raise ConfigError(key, path, str(why)) from None
+        raise ConfigError(key, path, f"{why}; {ACCEPTED}") from None
     if "config" in checkpoint:
         checkpoint["config"] = upgraded(checkpoint["config"])
     return checkpoint

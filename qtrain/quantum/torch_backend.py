@@ -125,4 +125,3 @@ def check_memory(
             f"a {n_qubits}-qubit {kind} needs about {byte_size(needed)} {per}, "
             f"{byte_size(available)} is free; use fewer qubits{advice}",
         )
-

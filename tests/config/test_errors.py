@@ -9,6 +9,7 @@ import time
 import types
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 import torch
@@ -16,6 +17,8 @@ from hydra.utils import execution_whitelist
 
 import qtrain
 from qtrain import TRUSTED_TARGETS
+from qtrain.data.features import FeatureData
+from qtrain.engine.checkpoint import load_checkpoint
 from qtrain.errors import ConfigError
 from qtrain.models.build import build, config_keys
 
@@ -66,6 +69,34 @@ def test_corrupt_checkpoint_is_refused(tmp_path, run_config):
     bad.write_bytes(b"not a checkpoint at all")
     with pytest.raises(ConfigError, match=f"ckpt_path={bad}: not a readable checkpoint"):
         run_config(tmp_path / "run", *FAST, f"ckpt_path={bad}")
+
+
+def damaged_files(folder):
+    """Bytes that reach torch's reader as different exceptions: random, empty, a torch
+    file cut short, a zip header over garbage."""
+    whole = folder / "whole.pt"
+    torch.save({"format": "x", "weights": torch.arange(1000.0)}, whole)
+    kinds = {f"random{seed}": np.random.default_rng(seed).bytes(64 << seed) for seed in range(5)}
+    kinds |= {"empty": b"", "cut": whole.read_bytes()[:700], "zip": b"PK\x03\x04" + bytes(200)}
+    for name, content in kinds.items():
+        (folder / f"{name}.pt").write_bytes(content)
+        yield folder / f"{name}.pt"
+
+
+def test_any_damaged_features_file_or_checkpoint_says_what_is_accepted(tmp_path):
+    for damaged in damaged_files(tmp_path):
+        with pytest.raises(ConfigError) as refused:
+            FeatureData(str(damaged), num_classes=10, num_features=16, batch_size=8).setup()
+        assert str(refused.value) == (
+            f"dataset.path={damaged}: not a readable features file: damaged, or not a file torch.save wrote; "
+            "give the <run>/features.pt of a run whose stage cached its features (stages.<name>.cache_features=true)"
+        )
+        with pytest.raises(ConfigError) as refused:
+            load_checkpoint(damaged)
+        assert str(refused.value) == (
+            f"ckpt_path={damaged}: not a readable checkpoint: damaged, or not a file torch.save wrote; "
+            "give a run's checkpoints/last.pt (resume) or best.pt (evaluate)"
+        )
 
 
 def test_foreign_torch_file_is_refused(tmp_path, run_config):
