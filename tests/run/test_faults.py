@@ -12,7 +12,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -110,9 +109,9 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "qtrain", *args]
 
 
-# Long enough (~10 s of training after ~5 s of start-up) for a signal to land anywhere.
-LONG = ["model=simple_cnn", "hardware=cpu", "trainer.progress=false", "tracking=none", "stages.train.epochs=4"]
-LONG += ["trainer.limit_train_batches=40", "dataset.batch_size=16", "trainer.accumulate_batches=1"]
+# Three epochs of ten steps: a run a signal can stop in each of its phases.
+LONG = ["model=simple_cnn", "hardware=cpu", "trainer.progress=false", "tracking=none", "stages.train.epochs=3"]
+LONG += ["trainer.limit_train_batches=10", "dataset.batch_size=16", "trainer.accumulate_batches=1"]
 
 
 def final_metrics(run_dir: Path) -> dict:
@@ -120,41 +119,69 @@ def final_metrics(run_dir: Path) -> dict:
     return {key: saved[key] for key in ("test/acc", "test/loss", "val/acc_best")}
 
 
+# Runs qtrain and sends itself SIGTERM at the n-th event of a phase (SIGTERM_AT=phase:n):
+# while the data is read (start-up), at an optimizer step, inside a checkpoint write
+# (between writing the temporary file and its fsync), as the final test begins.
+SIGTERM_AT = """
+import os, signal, sys
+import qtrain.data.digits, qtrain.engine.fit, qtrain.engine.loop
+
+phase, n = os.environ["SIGTERM_AT"].split(":")
+seen = {"n": 0}
+
+def at(original, wanted):
+    def hooked(*args, **kwargs):
+        if phase == wanted:
+            seen["n"] += 1
+            if seen["n"] == int(n):
+                os.kill(os.getpid(), signal.SIGTERM)
+        return original(*args, **kwargs)
+    return hooked
+
+qtrain.data.digits.DigitsData.setup = at(qtrain.data.digits.DigitsData.setup, "startup")
+qtrain.engine.loop.optimizer_step = at(qtrain.engine.loop.optimizer_step, "step")
+qtrain.engine.fit.Trainer.test = at(qtrain.engine.fit.Trainer.test, "test")
+fsync, checkpoint_fsync = os.fsync, at(os.fsync, "write")
+os.fsync = lambda fd: (checkpoint_fsync if "checkpoints/." in os.readlink(f"/proc/self/fd/{fd}") else fsync)(fd)
+from qtrain.__main__ import cli
+
+sys.argv[0] = "qtrain"
+cli()
+"""
+
+# Each phase, at a seeded event: 30 optimizer steps, at least 3 checkpoint writes.
+draw = random.Random(0).randint
+SIGTERM_MOMENTS = ["startup:1", f"step:{draw(1, 30)}", f"step:{draw(1, 30)}", f"write:{draw(1, 3)}", "test:1"]
+
+
 @pytest.mark.slow  # an uninterrupted run, then five stopped ones and their resumes
-def test_a_sigterm_at_any_moment_resumes_to_the_same_metrics_or_is_refused_clearly(tmp_path, run_cli):
-    started = time.perf_counter()
-    straight_run = subprocess.run(cli(*LONG, f"hydra.run.dir={tmp_path / 'straight'}"), check=False, cwd=tmp_path)
-    assert straight_run.returncode == 0
-    duration = time.perf_counter() - started
+def test_a_sigterm_in_any_phase_resumes_to_the_same_metrics_or_is_refused_clearly(tmp_path, run_cli):
+    assert run_cli(*LONG, f"hydra.run.dir={tmp_path / 'straight'}", cwd=tmp_path).returncode == 0
     straight = final_metrics(tmp_path / "straight")
-    # Start-up, then moments drawn across the run: mid-epoch, checkpoint writes, the test.
-    draw = random.Random(0).uniform
-    moments = [0.5, *sorted(draw(0.3, 0.98) * duration for _ in range(4))]
-    outcomes = []
-    for n, moment in enumerate(moments):
+    for n, moment in enumerate(SIGTERM_MOMENTS):
         run_dir = tmp_path / f"cut{n}"
-        process = subprocess.Popen(cli(*LONG, f"hydra.run.dir={run_dir}"), cwd=tmp_path, stderr=subprocess.PIPE)
-        time.sleep(moment)
-        process.send_signal(signal.SIGTERM)
-        stderr = process.communicate(timeout=240)[1].decode()
-        # Finished first, stopped, or killed by the signal before qtrain's handler was set
-        assert process.returncode in (0, 128 + signal.SIGTERM, -signal.SIGTERM), stderr
-        if process.returncode == 0:
-            outcomes.append("finished")
-            assert final_metrics(run_dir) == straight
-            continue
+        stopped = subprocess.run(
+            [sys.executable, "-c", SIGTERM_AT, *LONG, f"hydra.run.dir={run_dir}"],
+            check=False, cwd=tmp_path, env={**os.environ, "SIGTERM_AT": moment, "PYTHONPATH": str(ROOT)},
+            capture_output=True, text=True, timeout=240,
+        )  # fmt: skip
+        assert stopped.returncode == 128 + signal.SIGTERM, (moment, stopped.stderr[-3000:])
+        output = stopped.stdout + stopped.stderr
+        said = [line for line in output.splitlines() if "signal 15" in line]
+        assert len(said) == 1 and "Traceback" not in output, (moment, output[-3000:])
         last = run_dir / "checkpoints" / "last.pt"
         resumed = run_cli(*LONG, f"ckpt_path={last}", f"hydra.run.dir={tmp_path / f'resumed{n}'}", cwd=tmp_path)
-        if last.exists():
-            outcomes.append("resumed")
-            assert resumed.returncode == 0, resumed.stderr
-            assert final_metrics(tmp_path / f"resumed{n}") == straight
-        else:
-            outcomes.append("refused")
+        if moment.startswith("startup"):  # nothing saved yet: refused in one clear line
+            assert said[0].endswith("stopped by signal 15") and not last.exists()
             assert resumed.returncode == 1
             (line,) = [line for line in (resumed.stdout + resumed.stderr).splitlines() if line.strip()]
-            assert f"ckpt_path={last}: no such file" in line or f"ckpt_path={last}: its run stopped before" in line
-    assert outcomes[0] == "refused" and "resumed" in outcomes, outcomes  # start-up, and at least one mid-run
+            assert line.endswith(f"ckpt_path={last}: its run stopped before it saved a checkpoint; start that run anew")
+        else:
+            assert said[0].endswith(f"stopped by signal 15; resume with ckpt_path={last}"), (moment, said)
+            assert resumed.returncode == 0, (moment, resumed.stderr[-3000:])
+            assert final_metrics(tmp_path / f"resumed{n}") == straight, moment
+            if moment.startswith("test"):  # stopped after its last epoch: the resume only tests
+                assert len(load_checkpoint(last)["state"]["history"]) == 3
 
 
 KILL_AT_THE_WRITE = """
