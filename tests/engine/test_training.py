@@ -137,7 +137,9 @@ def test_a_kill_during_a_checkpoint_write_keeps_the_previous_file(tmp_path, monk
 def test_the_half_written_files_of_killed_writers_are_removed_and_live_ones_kept(tmp_path):
     # A writer stopped inside its write (its fsync never returns), then SIGKILLed.
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER_STOPPED_IN_ITS_WRITE, str(tmp_path / "last.pt")], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", WRITER_STOPPED_IN_ITS_WRITE, str(tmp_path / "last.pt")],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert writer.stdout.readline() == "writing\n"
     half = tmp_path / f".last.pt.{writer.pid}.tmp"
