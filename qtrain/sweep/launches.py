@@ -25,6 +25,8 @@ from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, read_write
 
+from qtrain.sweep.storage import study_storage
+
 log = logging.getLogger("qtrain")
 
 PREFIX = "qtrain.launch."
@@ -141,7 +143,7 @@ class ContinueSweepCallback(Callback):
         if not (sweeper.get("storage") and sweeper.get("study_name")):
             return
         try:
-            study = optuna.load_study(study_name=sweeper.study_name, storage=sweeper.storage)
+            study = optuna.load_study(study_name=sweeper.study_name, storage=study_storage(sweeper.storage))
         except KeyError:  # a new study
             return
         launch = interrupted_launch(study, command_of(config))

@@ -1,10 +1,14 @@
-"""The study's storage, created once before the sweeper opens it: two sweeps started
+"""The study's storage: one per database URL in a process, shared by the sweeper and by
+every job it runs there (the basic launcher runs them all in the sweeper's process: a
+storage per trial would leave a pool of connections per trial open until the garbage
+collector found it). Created once before the sweeper opens it: two sweeps started
 together on a new database would both create its tables, and one would die on a
-duplicate (PostgreSQL's UniqueViolation); here the loser of that race retries and
-finds the tables made."""
+duplicate (PostgreSQL's UniqueViolation); here the loser of that race retries and finds
+the tables made."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -24,7 +28,8 @@ log = logging.getLogger("qtrain")
 ATTEMPTS = 5
 
 
-def create_storage(url: str) -> optuna.storages.RDBStorage:
+@functools.cache
+def study_storage(url: str) -> optuna.storages.RDBStorage:
     for attempt in range(1, ATTEMPTS):
         try:
             return _open(url)
@@ -54,6 +59,6 @@ class OptunaStorageCallback(Callback):
             if url.startswith("sqlite:///"):
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             try:
-                create_storage(url)
+                study_storage(url)
             except ConfigError as error:
                 refuse_in_callback(error)

@@ -54,6 +54,7 @@ from qtrain.sweep.launches import (
     stop_orphan,
 )
 from qtrain.sweep.space import model_space
+from qtrain.sweep.storage import study_storage
 from qtrain.tracking.sweep_job import TRIAL_VARIABLE
 
 log = logging.getLogger("qtrain")
@@ -122,7 +123,7 @@ class QtrainOptunaSweeper(Sweeper):
             log.info("the grid has %d points: %d trials", points, n_trials)
         study = optuna.create_study(
             study_name=self.study_name,
-            storage=self.storage,
+            storage=study_storage(self.storage) if self.storage else None,
             sampler=self.sampler,
             pruner=self.pruner,
             directions=self.directions,
@@ -136,7 +137,7 @@ class QtrainOptunaSweeper(Sweeper):
         log.info("Sampler: %s; pruner: %s", type(self.sampler).__name__, type(self.pruner).__name__)
         log.info("Directions: %s", self.directions)
         log.info("%d trials, %d in flight at once", n_trials, slots)
-        self.rdb = optuna.storages.RDBStorage(self.storage) if self.storage else None  # to open trials by number
+        self.rdb = study_storage(self.storage) if self.storage else None  # to open trials by number
         launch = self._launch_record(study, n_trials)
         trials = Trials(study, launch, self.max_failure_rate)
         with ThreadPoolExecutor(slots) if slots > 1 else InThisThread() as pool:

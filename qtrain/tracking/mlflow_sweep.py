@@ -130,8 +130,9 @@ class MlflowSweepCallback(Callback):
         import optuna  # only for Optuna sweeps
 
         from qtrain.sweep.plots import write_study_plots
+        from qtrain.sweep.storage import study_storage
 
-        study = optuna.load_study(study_name=self.study[0], storage=self.study[1])
+        study = optuna.load_study(study_name=self.study[0], storage=study_storage(self.study[1]))
         with tempfile.TemporaryDirectory() as folder:
             if write_study_plots(study, Path(folder)):
                 self.client.log_artifacts(run_id, folder, "optuna")

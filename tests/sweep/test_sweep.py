@@ -79,8 +79,9 @@ def test_storage_creation_retries_when_another_sweep_is_creating_the_tables(tmp_
 
     monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
     url = f"sqlite:///{tmp_path}/optuna.db"
-    assert isinstance(storage_module.create_storage(url), real)
-    assert len(calls) == 2
+    storage = storage_module.study_storage(url)
+    assert isinstance(storage, real) and len(calls) == 2
+    assert storage_module.study_storage(url) is storage  # one per URL in a process: its jobs share it
 
 
 def test_a_storage_without_its_driver_names_the_key_and_the_extra(monkeypatch):
@@ -89,7 +90,7 @@ def test_a_storage_without_its_driver_names_the_key_and_the_extra(monkeypatch):
 
     monkeypatch.setattr(optuna.storages, "RDBStorage", no_driver)
     with pytest.raises(ConfigError) as error:
-        storage_module.create_storage("postgresql://optuna:pw@127.0.0.1/optuna")
+        storage_module.study_storage("postgresql://optuna:pw@127.0.0.1/optuna")
     assert str(error.value) == (
         "hydra.sweeper.storage=postgresql://optuna:***@127.0.0.1/optuna: its database driver is not installed "
         "(psycopg); for postgresql:// pip install 'qtrain[postgres]'"
@@ -98,7 +99,7 @@ def test_a_storage_without_its_driver_names_the_key_and_the_extra(monkeypatch):
 
 def test_an_unreachable_storage_names_the_key():
     with pytest.raises(ConfigError, match=r"^hydra.sweeper.storage=sqlite:////nonexistent/x/optuna.db: cannot open"):
-        storage_module.create_storage("sqlite:////nonexistent/x/optuna.db")
+        storage_module.study_storage("sqlite:////nonexistent/x/optuna.db")
 
 
 def test_jobs_are_named_after_their_swept_values():
