@@ -74,6 +74,17 @@ class DiskFull(CompactHydraException):
         return DiskFull(self.path, self.needed, self.free, next_step)
 
 
+class StorageLost(CompactHydraException):
+    """The sweep's study database stayed unreachable for `outage_s` seconds: the sweep
+    stops (exit code 1), and its command run again later goes on with it."""
+
+    def __init__(self, url: str, outage_s: float, reason: str):
+        super().__init__(
+            f"hydra.sweeper.storage={url}: unreachable for {outage_s:.0f} s ({reason}); the sweep stopped: "
+            "run the same command again once the database is back, to go on with it"
+        )
+
+
 class TrainingDiverged(CompactHydraException):
     """A loss became NaN or infinite; the last checkpoint is from before. Exit code 1;
     a sweeper records the trial as failed."""

@@ -46,10 +46,30 @@ def _postgres_bin() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
+class Postgres:
+    """A PostgreSQL server on a cluster of its own; `stop` and `start` restart it on the
+    same port and data, as an administrator's restart would."""
+
+    def __init__(self, command: list, stop_command: list, port: int, log: Path):
+        self.command, self.stop_command, self.port, self.log = command, stop_command, port, log
+        self.url = f"postgresql://qtrain:{PASSWORD}@127.0.0.1:{port}/optuna"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, stdout=self.log.open("a"), stderr=subprocess.STDOUT)
+        wait_for_port(self.port, self.process, 30, self.log)
+
+    def stop(self) -> None:
+        """A fast shutdown: open sessions are ended, as in a restart."""
+        if self.process is not None and self.process.poll() is None:
+            subprocess.run(self.stop_command, check=True, capture_output=True)
+            self.process.wait(timeout=60)
+
+
 @contextlib.contextmanager
-def postgres_cluster() -> Iterator[str]:
+def postgres_cluster() -> Iterator[Postgres]:
     """A PostgreSQL cluster on 127.0.0.1 (password login) with an empty database
-    `optuna`; yields its URL in the README's form, postgresql://user:password@host:port/db."""
+    `optuna`, running; its `url` is in the README's form, postgresql://user:password@host:port/db."""
     bin_dir = _postgres_bin()
     if bin_dir is None:
         pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
@@ -76,22 +96,18 @@ def postgres_cluster() -> Iterator[str]:
         check=True,
         capture_output=True,
     )
-    log = folder / "postgres.log"
-    server = subprocess.Popen(
-        [*as_user, bin_dir / "postgres", "-D", data, "-h", "127.0.0.1", "-p", str(port), "-k", folder],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
+    command = [*as_user, bin_dir / "postgres", "-D", data, "-h", "127.0.0.1", "-p", str(port), "-k", folder]
+    stop = [*as_user, bin_dir / "pg_ctl", "stop", "-D", data, "-m", "fast"]
+    server = Postgres(command, stop, port, folder / "postgres.log")
     try:
-        wait_for_port(port, server, 30, log)
+        server.start()
         import psycopg
 
         with psycopg.connect(f"postgresql://qtrain:{PASSWORD}@127.0.0.1:{port}/postgres", autocommit=True) as db:
             db.execute("CREATE DATABASE optuna")
-        yield f"postgresql://qtrain:{PASSWORD}@127.0.0.1:{port}/optuna"
+        yield server
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
         shutil.rmtree(folder, ignore_errors=True)
 
 

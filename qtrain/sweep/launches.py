@@ -25,7 +25,7 @@ from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, read_write
 
-from qtrain.sweep.storage import study_storage
+from qtrain.sweep.storage import OUTAGE_S, study_storage
 
 log = logging.getLogger("qtrain")
 
@@ -143,7 +143,8 @@ class ContinueSweepCallback(Callback):
         if not (sweeper.get("storage") and sweeper.get("study_name")):
             return
         try:
-            study = optuna.load_study(study_name=sweeper.study_name, storage=study_storage(sweeper.storage))
+            storage = study_storage(sweeper.storage, sweeper.get("storage_outage_s", OUTAGE_S))
+            study = optuna.load_study(study_name=sweeper.study_name, storage=storage)
         except KeyError:  # a new study
             return
         launch = interrupted_launch(study, command_of(config))

@@ -4,10 +4,16 @@ storage per trial would leave a pool of connections per trial open until the gar
 collector found it). Created once before the sweeper opens it: two sweeps started
 together on a new database would both create its tables, and one would die on a
 duplicate (PostgreSQL's UniqueViolation); here the loser of that race retries and finds
-the tables made."""
+the tables made.
+
+A database that goes away under a running sweep (a restart, a failover, a lost network)
+is waited for: each call that loses its connection is tried again with a growing wait,
+for up to `hydra.sweeper.storage_outage_s`; past that, the sweep stops with one line
+(StorageLost), and the same command later goes on with it."""
 
 from __future__ import annotations
 
+import abc
 import functools
 import logging
 import random
@@ -16,33 +22,38 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import tenacity
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, ProgrammingError
 
-from qtrain.errors import ConfigError, refuse_in_callback
+from qtrain.errors import ConfigError, StorageLost, refuse_in_callback
 from qtrain.tracking.redact import redact
 
 log = logging.getLogger("qtrain")
 
 ATTEMPTS = 5
+OUTAGE_S = 300  # hydra.sweeper.storage_outage_s's default: how long a lost database is waited for
+LONGEST_WAIT_S = 30  # between two tries
 
 
 @functools.cache
-def study_storage(url: str) -> optuna.storages.RDBStorage:
+def study_storage(url: str, outage_s: float = OUTAGE_S) -> RetryingStorage:
     for attempt in range(1, ATTEMPTS):
         try:
-            return _open(url)
+            return RetryingStorage(_open(url), url, outage_s)
         except (IntegrityError, ProgrammingError):  # another process is creating the same tables
             time.sleep(random.uniform(0.1, 0.5) * attempt)
-    return _open(url)
+    return RetryingStorage(_open(url), url, outage_s)
 
 
 def _open(url: str) -> optuna.storages.RDBStorage:
+    """The database as it is now: one that cannot be reached is refused (a wrong URL is not
+    waited for); `pool_pre_ping` replaces the pool's connections that a restart closed."""
     try:
-        return optuna.storages.RDBStorage(url)
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
     except OperationalError as error:
-        reason = str(error.orig or error).strip().splitlines()[0]
+        reason = _reason(error)
         raise ConfigError("hydra.sweeper.storage", redact(url), f"cannot open the study's storage ({reason})") from None
     except ModuleNotFoundError as error:
         raise ConfigError(
@@ -52,6 +63,96 @@ def _open(url: str) -> optuna.storages.RDBStorage:
         ) from None
 
 
+def _database_error(error: BaseException) -> BaseException:
+    """SQLAlchemy's error under Optuna's: a failed commit reaches us as Optuna's
+    StorageInternalError raised from it."""
+    if isinstance(error, optuna.exceptions.StorageInternalError) and error.__cause__ is not None:
+        return error.__cause__
+    return error
+
+
+def _reason(error: BaseException) -> str:
+    error = _database_error(error)
+    cause = getattr(error, "orig", None) or error
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+
+
+def _connection_lost(error: BaseException) -> bool:
+    error = _database_error(error)
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, (OperationalError, InterfaceError))
+
+
+class RetryingStorage(optuna.storages.BaseStorage):
+    """An RDBStorage whose calls outlast an outage of its database. Each call is one
+    transaction of Optuna's, so trying it again is safe, with one exception handled
+    here: a trial's final state set just before the connection dropped."""
+
+    def __init__(self, rdb: optuna.storages.RDBStorage, url: str, outage_s: float):
+        self.rdb, self.url, self.outage_s = rdb, url, outage_s
+
+    def _call(self, call, *args, **kwargs):
+        started = time.monotonic()
+
+        def waiting(state: tenacity.RetryCallState) -> None:
+            log.warning(
+                "the study's storage %s is unreachable (%s): try %d in %.0f s (waiting up to %.0f s in all)",
+                redact(self.url), _reason(state.outcome.exception()), state.attempt_number + 1,
+                state.upcoming_sleep, self.outage_s,
+            )  # fmt: skip
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_connection_lost),
+            wait=tenacity.wait_exponential(min=1, max=LONGEST_WAIT_S),
+            stop=tenacity.stop_after_delay(self.outage_s),
+            before_sleep=waiting,
+            reraise=True,
+        )
+        try:
+            result = retrying(call, *args, **kwargs)
+        except Exception as error:
+            if _connection_lost(error):
+                raise StorageLost(redact(self.url), self.outage_s, _reason(error)) from None
+            raise
+        if retrying.statistics.get("attempt_number", 1) > 1:
+            log.info("the study's storage %s is back after %.0f s", redact(self.url), time.monotonic() - started)
+        return result
+
+    def set_trial_state_values(self, trial_id: int, state, values=None) -> bool:
+        tries = 0
+
+        def once() -> bool:
+            nonlocal tries
+            tries += 1
+            try:
+                return self.rdb.set_trial_state_values(trial_id, state, values)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                if tries > 1 and self.rdb.get_trial(trial_id).state == state:
+                    return True  # the try the connection dropped under had set it
+                raise
+
+        return self._call(once)
+
+    def remove_session(self) -> None:
+        self.rdb.remove_session()
+
+
+def _retried(name: str):
+    def method(self, *args, **kwargs):
+        return self._call(getattr(self.rdb, name), *args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+# Every other call of Optuna's storage interface goes to the RDBStorage through _call.
+for _name, _value in vars(optuna.storages.BaseStorage).items():
+    if callable(_value) and not _name.startswith("_") and _name not in vars(RetryingStorage):
+        setattr(RetryingStorage, _name, _retried(_name))
+abc.update_abstractmethods(RetryingStorage)
+
+
 class OptunaStorageCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         url = config.hydra.sweeper.get("storage")
@@ -59,6 +160,6 @@ class OptunaStorageCallback(Callback):
             if url.startswith("sqlite:///"):
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             try:
-                study_storage(url)
+                study_storage(url, config.hydra.sweeper.get("storage_outage_s", OUTAGE_S))
             except ConfigError as error:
                 refuse_in_callback(error)

@@ -54,7 +54,7 @@ from qtrain.sweep.launches import (
     stop_orphan,
 )
 from qtrain.sweep.space import model_space
-from qtrain.sweep.storage import study_storage
+from qtrain.sweep.storage import OUTAGE_S, study_storage
 from qtrain.tracking.sweep_job import TRIAL_VARIABLE
 
 log = logging.getLogger("qtrain")
@@ -71,6 +71,7 @@ class QtrainOptunaSweeper(Sweeper):
         n_trials: int,
         n_jobs: int,
         max_failure_rate: float,
+        storage_outage_s: float = OUTAGE_S,
         custom_search_space: str | None = None,
         params: DictConfig | None = None,
     ):
@@ -90,6 +91,7 @@ class QtrainOptunaSweeper(Sweeper):
                 self.extend_space = instantiate({"_target_": custom_search_space, "_partial_": True})
         self.directions = [direction] if isinstance(direction, str) else list(direction)
         self.storage, self.study_name, self.params = storage, study_name, params
+        self.storage_outage_s = storage_outage_s
         self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, max_failure_rate
         self.job_idx = 0
 
@@ -123,7 +125,7 @@ class QtrainOptunaSweeper(Sweeper):
             log.info("the grid has %d points: %d trials", points, n_trials)
         study = optuna.create_study(
             study_name=self.study_name,
-            storage=study_storage(self.storage) if self.storage else None,
+            storage=study_storage(self.storage, self.storage_outage_s) if self.storage else None,
             sampler=self.sampler,
             pruner=self.pruner,
             directions=self.directions,
@@ -137,7 +139,7 @@ class QtrainOptunaSweeper(Sweeper):
         log.info("Sampler: %s; pruner: %s", type(self.sampler).__name__, type(self.pruner).__name__)
         log.info("Directions: %s", self.directions)
         log.info("%d trials, %d in flight at once", n_trials, slots)
-        self.rdb = study_storage(self.storage) if self.storage else None  # to open trials by number
+        self.rdb = study_storage(self.storage, self.storage_outage_s) if self.storage else None  # trials by number
         launch = self._launch_record(study, n_trials)
         trials = Trials(study, launch, self.max_failure_rate)
         with ThreadPoolExecutor(slots) if slots > 1 else InThisThread() as pool:

@@ -24,7 +24,7 @@ from qtrain.engine.best import best_values
 from qtrain.errors import ConfigError, TrialPruned
 from qtrain.files import atomic_write
 from qtrain.sweep.launches import open_trial
-from qtrain.sweep.storage import study_storage
+from qtrain.sweep.storage import OUTAGE_S, study_storage
 from qtrain.tasks import Task
 from qtrain.tracking.redact import redact
 from qtrain.tracking.sweep_job import TRIAL_VARIABLE, slurm_job_id, trial_number
@@ -71,7 +71,7 @@ def sweep_trial(objective: str, task: Task, run_dir: Path) -> SweepTrial | None:
         return None
     with execution_whitelist(SWEEP_TARGETS):
         pruner = instantiate(sweeper.pruner)
-    storage = study_storage(sweeper.storage)
+    storage = study_storage(sweeper.storage, sweeper.get("storage_outage_s", OUTAGE_S))
     try:
         study = optuna.load_study(study_name=sweeper.study_name, storage=storage, pruner=pruner)
         trial = open_trial(study, storage, number)

@@ -10,10 +10,10 @@ import optuna
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 import qtrain
-from qtrain.errors import ConfigError
+from qtrain.errors import ConfigError, StorageLost
 from qtrain.sweep import storage as storage_module
 from qtrain.sweep.plots import write_study_plots
 from qtrain.sweep.sampler import TrialSeededTPESampler
@@ -69,23 +69,23 @@ def test_a_resumed_study_explores_new_points_and_a_new_study_repeats_itself(tmp_
 def test_storage_creation_retries_when_another_sweep_is_creating_the_tables(tmp_path, monkeypatch):
     real, calls = optuna.storages.RDBStorage, []
 
-    def racing(url):
+    def racing(url, **kwargs):
         calls.append(url)
         if len(calls) == 1:
             raise IntegrityError(
                 "CREATE TABLE studies", {}, Exception("duplicate key value violates unique constraint")
             )
-        return real(url)
+        return real(url, **kwargs)
 
     monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
     url = f"sqlite:///{tmp_path}/optuna.db"
     storage = storage_module.study_storage(url)
-    assert isinstance(storage, real) and len(calls) == 2
+    assert isinstance(storage.rdb, real) and len(calls) == 2
     assert storage_module.study_storage(url) is storage  # one per URL in a process: its jobs share it
 
 
 def test_a_storage_without_its_driver_names_the_key_and_the_extra(monkeypatch):
-    def no_driver(url):
+    def no_driver(url, **kwargs):
         raise ModuleNotFoundError("No module named 'psycopg'", name="psycopg")
 
     monkeypatch.setattr(optuna.storages, "RDBStorage", no_driver)
@@ -100,6 +100,54 @@ def test_a_storage_without_its_driver_names_the_key_and_the_extra(monkeypatch):
 def test_an_unreachable_storage_names_the_key():
     with pytest.raises(ConfigError, match=r"^hydra.sweeper.storage=sqlite:////nonexistent/x/optuna.db: cannot open"):
         storage_module.study_storage("sqlite:////nonexistent/x/optuna.db")
+
+
+def lost_connection() -> OperationalError:
+    return OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+
+
+def flaky(call, failures: int, after=None):
+    """`call`, whose first `failures` calls lose the connection (`after` a commit: the
+    call's change is made, then its answer is lost)."""
+    left = {"n": failures}
+
+    def once(*args, **kwargs):
+        if left["n"] > 0:
+            left["n"] -= 1
+            if after:
+                call(*args, **kwargs)
+            raise lost_connection()
+        return call(*args, **kwargs)
+
+    return once
+
+
+def test_a_lost_connection_is_waited_for_and_tried_again(tmp_path, monkeypatch, caplog):
+    storage = storage_module.study_storage(f"sqlite:///{tmp_path}/optuna.db", 30)
+    monkeypatch.setattr(storage.rdb, "create_new_study", flaky(storage.rdb.create_new_study, 2))
+    with caplog.at_level(logging.INFO, logger="qtrain"):
+        study = optuna.create_study(study_name="s", storage=storage)
+    assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == ["s"]
+    waits = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(waits) == 2 and "try 2 in 1 s (waiting up to 30 s in all)" in waits[0]
+    assert any("is back after" in r.getMessage() for r in caplog.records)
+    # A trial's end whose answer was lost after the commit: the retry finds it set.
+    trial = study.ask()
+    monkeypatch.setattr(storage.rdb, "set_trial_state_values", flaky(storage.rdb.set_trial_state_values, 1, after=True))
+    study.tell(trial, 1.0)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]
+
+
+def test_a_storage_lost_past_its_limit_is_one_line_naming_the_key(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    storage = storage_module.study_storage(url, 0.5)
+    monkeypatch.setattr(storage.rdb, "get_all_studies", flaky(storage.rdb.get_all_studies, 100))
+    with pytest.raises(StorageLost) as lost:
+        storage.get_all_studies()
+    assert str(lost.value) == (
+        f"hydra.sweeper.storage={url}: unreachable for 0 s (server closed the connection unexpectedly); "
+        "the sweep stopped: run the same command again once the database is back, to go on with it"
+    )
 
 
 def test_jobs_are_named_after_their_swept_values():
