@@ -8,6 +8,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -111,36 +112,55 @@ def postgres_cluster() -> Iterator[Postgres]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+class MlflowServer:
+    """`mlflow server` on a free loopback port, its store and artifacts in `folder`;
+    `kill` and `start` restart it on the same port and store, as a crash and its
+    supervisor would."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.port = folder, free_port()
+        folder.mkdir(parents=True, exist_ok=True)
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = self.folder / "mlflow-server.log"
+        self.process = subprocess.Popen(
+            [
+                Path(sys.executable).parent / "mlflow",
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--backend-store-uri",
+                f"sqlite:///{self.folder / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(self.folder / "artifacts"),
+                "--workers",
+                "1",
+            ],
+            stdout=log.open("a"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for_port(self.port, self.process, 120, log)
+
+    def kill(self, signum: int = signal.SIGKILL) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signum)
+            self.process.wait(timeout=30)
+
+
 @contextlib.contextmanager
-def mlflow_server(folder: Path) -> Iterator[str]:
-    """`mlflow server` on a free loopback port, its store and artifacts in `folder`."""
-    port, log = free_port(), folder / "mlflow-server.log"
-    mlflow = Path(sys.executable).parent / "mlflow"
-    server = subprocess.Popen(
-        [
-            mlflow,
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{folder / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(folder / "artifacts"),
-            "--workers",
-            "1",
-        ],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+def mlflow_server(folder: Path) -> Iterator[MlflowServer]:
+    """An `mlflow server`, running, in `folder`."""
+    server = MlflowServer(folder)
     try:
-        wait_for_port(port, server, 120, log)
-        yield f"http://127.0.0.1:{port}"
+        server.start()
+        yield server
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+        server.kill(signal.SIGTERM)
 
 
 def slurm_cluster() -> None:

@@ -2,17 +2,23 @@
 metrics, system metrics, the run directory's files as artifacts and its plots as
 images; nested under its sweep's parent run in a multirun.
 
-Tracking is never why a run fails: the first MLflow error is one warning and the run
-goes on; at its end the tracker tries once more to send what is missing and close the
-run, and otherwise says how to upload it later (`python -m qtrain.tracking.sync`).
+Tracking is never why a run fails: the first MLflow error of an outage is one warning
+and the run goes on, holding back what it logs; it tries the server again at later
+epochs, after a wait that grows with the outage, and once it is back sends what was held
+back, in order and once (a restarted server: the run ends FINISHED, nothing lost). At
+its end the tracker tries once more, and otherwise says how to upload the rest later
+(`python -m qtrain.tracking.sync`). Only a full disk under a local artifact store stops
+the run (DiskFull).
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlparse
@@ -44,6 +50,7 @@ log = logging.getLogger("qtrain")
 
 RUN_DIR_FILES = ("metrics.json", "history.csv", "report.txt", "model_info.json", "plots")
 HYDRA_DIR = ".hydra"  # the composed config: uploaded with passwords redacted
+FIRST_RETRY_S, LONGEST_RETRY_S = 10, 300  # the waits before trying a lost server again
 
 
 def config_params(config: dict, choices: dict | None = None) -> dict[str, str]:
@@ -71,44 +78,163 @@ class MlflowTracker(Tracker):
         self.uri, self.experiment, self.run_name = uri, experiment, run_name
         self.log_checkpoint, self.model_wanted, self.system_metrics = log_checkpoint, log_model, system_metrics
         self.http = (http_timeout_s, http_retries)
-        self.enabled = True  # until an MLflow error; the end of the run tries once more
-        self.failed = False
         self.client: MlflowClient | None = None
         self.run_id: str | None = None
         self.run_dir: Path | None = None
         self.monitor = None
-        self.unsent: list[dict] = []  # history rows not yet logged
+        # What the server does not have yet, sent in this order by _flush: the history
+        # rows, tags, the final metrics, the artifacts (each once, by name).
+        self.unsent: list[dict] = []
+        self.unsent_tags: dict[str, str] = {}
         self.results: dict[str, float] | None = None
+        self.results_sent = False
+        self.uploaded: set[str] = set()
+        # An outage: since when the server is unreachable, when to try it again, and
+        # whether the rows held back may have reached it before (then those are not sent again).
+        self.down_since: float | None = None
+        self.next_try = 0.0
+        self.rows_may_be_sent = False
 
-    def _guard(self, action: str, call, *args, uploading: tuple[Path, str] | None = None, **kwargs):
-        """Run an MLflow call; on the first failure, warn once and stop sending until the end.
-        A call `uploading` a file or folder (as an artifact path) to a store on a full local
-        disk stops the run instead (DiskFull): waiting makes no space."""
-        if not self.enabled:
-            return None
+    # -- calls ---------------------------------------------------------------------
+
+    def _call(self, action: str, call, *args, uploading: tuple[Path, str] | None = None, **kwargs):
+        """An MLflow call; a failure raises Unreachable. An upload (a file or folder, as an
+        artifact path) to a store on a full local disk stops the run instead (DiskFull):
+        waiting makes no space."""
         try:
             return call(*args, **kwargs)
         except OSError as error:
             if uploading is None or error.errno not in (errno.ENOSPC, errno.EDQUOT):
-                return self._failed(action, error)
+                raise Unreachable(action, error) from None
             store = self._artifact_folder()
             raise DiskFull(
                 store / uploading[1], bytes_in(uploading[0]), shutil.disk_usage(store).free,
                 f"upload what is missing: python -m qtrain.tracking.sync {self.run_dir}",
             ) from None  # fmt: skip
         except Exception as error:  # noqa: BLE001 -- any store, network or server error
-            return self._failed(action, error)
+            raise Unreachable(action, error) from None
 
-    def _failed(self, action: str, error: Exception) -> None:
-        if not self.failed:
+    def _guard(self, action: str, call, *args, **kwargs):
+        """`_call`; None if it failed, which starts an outage (or goes on with one)."""
+        try:
+            return self._call(action, call, *args, **kwargs)
+        except Unreachable as lost:
+            self._lost(lost)
+            return None
+
+    def _lost(self, lost: Unreachable) -> None:
+        now = time.monotonic()
+        if self.down_since is None:
             log.warning(
-                "MLflow tracking at %s failed while %s (%s: %s); the run goes on, tracking tries again at its end",
-                redact(self.uri),
-                action,
-                type(error).__name__,
-                redact(str(error).splitlines()[0]) if str(error) else "",
-            )
-        self.enabled, self.failed = False, True
+                "MLflow tracking at %s failed while %s; the run goes on, and sends what it logs once the server is back",
+                redact(self.uri), lost,
+            )  # fmt: skip
+            self.down_since = now
+        self.rows_may_be_sent = True
+        # Tried again at the next epoch after a wait that doubles with the outage, from
+        # FIRST_RETRY_S up to LONGEST_RETRY_S: a dead host costs a timeout per try.
+        self.next_try = now + min(max(FIRST_RETRY_S, 2 * (now - self.down_since)), LONGEST_RETRY_S)
+
+    def _flush(self, at_the_end: bool = False) -> None:
+        """Send what the server lacks. During an outage, only once the wait is over (or
+        at the run's end, the last chance)."""
+        if self.run_id is None or (self.down_since is not None and not at_the_end and time.monotonic() < self.next_try):
+            return
+        try:
+            if self.rows_may_be_sent:
+                self._leave_out_rows_the_server_has()
+            held = len(self.unsent)
+            self._send_rows()
+            self._send_tags()
+            self._send_results()
+        except Unreachable as lost:
+            self._lost(lost)
+            return
+        if self.down_since is not None:
+            log.info(
+                "MLflow tracking at %s is back after %.0f s: sent the %d epochs held back",
+                redact(self.uri), time.monotonic() - self.down_since, held,
+            )  # fmt: skip
+            self.down_since = None
+
+    def _leave_out_rows_the_server_has(self) -> None:
+        """A row is sent in one request, so the server has all of it or none: the rows up
+        to its last step of train/loss (every row has one) are left out."""
+        history = self._call("reading the run's history", self.client.get_metric_history, self.run_id, "train/loss")
+        sent_until = max((m.step for m in history), default=-1)
+        self.unsent = [row for row in self.unsent if row["step"] > sent_until]
+        self.rows_may_be_sent = False
+
+    def _send_rows(self) -> None:
+        """The rows in order, whole rows in each request, each removed once sent."""
+        while self.unsent:
+            rows, metrics = 0, []
+            for row in self.unsent:
+                these = [Metric(k, v, 0, row["step"]) for k, v in numbers_of(row).items() if k != "step"]
+                if metrics and len(metrics) + len(these) > MAX_METRICS_PER_BATCH:
+                    break
+                rows, metrics = rows + 1, metrics + these
+            self._call("logging metrics", self.client.log_batch, self.run_id, metrics=metrics)
+            del self.unsent[:rows]
+
+    def _send_tags(self) -> None:
+        for key, value in list(self.unsent_tags.items()):
+            self._call(f"tagging {key}", self.client.set_tag, self.run_id, key, value)
+            del self.unsent_tags[key]
+
+    def _send_results(self) -> None:
+        if self.results is None:
+            return
+        if not self.results_sent:
+            final = [Metric(k, v, 0, 0) for k, v in self.results.items()]
+            self._call("logging final metrics", self.client.log_batch, self.run_id, metrics=final)
+            self.results_sent = True
+        for name, upload in self._uploads():
+            if name not in self.uploaded:
+                upload()
+                self.uploaded.add(name)
+
+    def _uploads(self):
+        """(name, upload) for each artifact of the run directory: its files, its config
+        with passwords redacted, its plots as MLflow images, and best.pt if asked for."""
+        for name in RUN_DIR_FILES:
+            path = self.run_dir / name
+            if path.is_dir():
+                yield name, functools.partial(
+                    self._call, f"uploading {name}", self.client.log_artifacts, self.run_id, str(path), name,
+                    uploading=(path, name),
+                )  # fmt: skip
+            elif path.is_file():
+                yield name, functools.partial(
+                    self._call, f"uploading {name}", self.client.log_artifact, self.run_id, str(path),
+                    uploading=(path, name),
+                )  # fmt: skip
+        yield HYDRA_DIR, self._upload_config
+        # As MLflow images too, so that the UI's image grid shows runs' plots side by side.
+        for plot in sorted((self.run_dir / "plots").glob("*.png")):
+            yield f"images/{plot.name}", functools.partial(self._log_image, plot)
+        best = self.run_dir / "checkpoints" / "best.pt"
+        if self.log_checkpoint and best.is_file():
+            yield "checkpoints/best.pt", functools.partial(
+                self._call, "uploading best.pt", self.client.log_artifact, self.run_id, str(best), "checkpoints",
+                uploading=(best, "checkpoints/best.pt"),
+            )  # fmt: skip
+
+    def _upload_config(self) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            for file in sorted((self.run_dir / HYDRA_DIR).glob("*.yaml")):
+                (Path(folder) / file.name).write_text(redact(file.read_text()))
+            self._call(
+                f"uploading {HYDRA_DIR}", self.client.log_artifacts, self.run_id, folder, HYDRA_DIR,
+                uploading=(Path(folder), HYDRA_DIR),
+            )  # fmt: skip
+
+    def _log_image(self, plot: Path) -> None:
+        image = np.asarray(Image.open(plot).convert("RGB"))
+        self._call(
+            f"logging {plot.name}", self.client.log_image, self.run_id, image, key=plot.stem, step=0,
+            uploading=(plot, f"images/{plot.name}"),
+        )  # fmt: skip
 
     def _artifact_folder(self) -> Path:
         """The local folder of this run's artifacts (an upload hit a full disk: the store is local)."""
@@ -130,17 +256,17 @@ class MlflowTracker(Tracker):
         for start in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):
             batch = params[start : start + MAX_PARAMS_TAGS_PER_BATCH]
             self._guard("logging params", self.client.log_batch, self.run_id, params=batch)
-        if self.system_metrics and self.enabled:
+        if self.system_metrics and self.down_since is None:
             self.monitor = self._guard("starting system metrics", _start_system_metrics, self.run_id, self.uri)
         log.info("MLflow run %s: %s", run.info.run_name, ui_hint(self.uri, self.experiment_id, self.run_id))
 
-    def attach(self, run_dir: Path) -> int:
-        """Continue the run that began `run_dir`, if the store has one; the last step it
-        has metrics of (-1: none, or no such run)."""
+    def attach(self, run_dir: Path) -> None:
+        """Continue the run that began `run_dir`, if the store has one: the rows it has are
+        not sent again."""
         self.run_dir = run_dir
         connected = self._guard("connecting", connect, self.uri, self.experiment, *self.http)
         if connected is None:
-            return -1
+            return
         self.client, self.experiment_id = connected
         runs = self._guard(
             "finding the run",
@@ -150,11 +276,9 @@ class MlflowTracker(Tracker):
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
-        if not runs:
-            return -1
-        self.run_id = runs[0].info.run_id
-        # Every history row has train/loss; system metrics count their own steps.
-        return max((m.step for m in self.client.get_metric_history(self.run_id, "train/loss")), default=-1)
+        if runs:
+            self.run_id = runs[0].info.run_id
+            self.rows_may_be_sent = True
 
     def _tags_and_name(self, config: dict, run_dir: Path) -> tuple[dict[str, str], str]:
         tags = {RUN_DIR_TAG: str(run_dir.resolve())}
@@ -184,19 +308,7 @@ class MlflowTracker(Tracker):
 
     def log_epoch(self, row: dict) -> None:
         self.unsent.append(row)
-        self._send_rows()
-
-    def _send_rows(self) -> None:
-        if self.run_id is None or not self.enabled:
-            return
-        metrics = [
-            Metric(k, v, 0, row["step"]) for row in self.unsent for k, v in numbers_of(row).items() if k != "step"
-        ]
-        for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-            batch = metrics[start : start + MAX_METRICS_PER_BATCH]
-            self._guard("logging metrics", self.client.log_batch, self.run_id, metrics=batch)
-        if self.enabled:
-            self.unsent.clear()
+        self._flush()
 
     def log_model(self, model, data) -> None:
         if self.model_wanted and self.run_id is not None:
@@ -207,64 +319,33 @@ class MlflowTracker(Tracker):
 
     def log_results(self, metrics: dict[str, float], run_dir: Path) -> None:
         self.results = numbers_of(metrics)
-        self._send_results()
-
-    def _send_results(self) -> None:
-        if self.run_id is None or self.results is None:
-            return
-        final = [Metric(k, v, 0, 0) for k, v in self.results.items()]
-        self._guard("logging final metrics", self.client.log_batch, self.run_id, metrics=final)
-        for name in RUN_DIR_FILES:
-            path = self.run_dir / name
-            if path.is_dir():
-                upload = self.client.log_artifacts, self.run_id, str(path), name
-            elif path.is_file():
-                upload = self.client.log_artifact, self.run_id, str(path)
-            else:
-                continue
-            self._guard(f"uploading {name}", *upload, uploading=(path, name))
-        with tempfile.TemporaryDirectory() as folder:
-            for file in sorted((self.run_dir / HYDRA_DIR).glob("*.yaml")):
-                (Path(folder) / file.name).write_text(redact(file.read_text()))
-            self._guard(
-                f"uploading {HYDRA_DIR}", self.client.log_artifacts, self.run_id, folder, HYDRA_DIR,
-                uploading=(Path(folder), HYDRA_DIR),
-            )  # fmt: skip
-        # As MLflow images too, so that the UI's image grid shows runs' plots side by side.
-        for plot in sorted((self.run_dir / "plots").glob("*.png")):
-            image = np.asarray(Image.open(plot).convert("RGB"))
-            self._guard(
-                f"logging {plot.name}", self.client.log_image, self.run_id, image, key=plot.stem, step=0,
-                uploading=(plot, f"images/{plot.name}"),
-            )  # fmt: skip
-        best = self.run_dir / "checkpoints" / "best.pt"
-        if self.log_checkpoint and best.is_file():
-            self._guard(
-                "uploading best.pt", self.client.log_artifact, self.run_id, str(best), "checkpoints",
-                uploading=(best, "checkpoints/best.pt"),
-            )  # fmt: skip
+        self._flush()
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        if self.run_id is not None:
-            for key, value in tags.items():
-                self._guard(f"tagging {key}", self.client.set_tag, self.run_id, key, value)
+        self.unsent_tags |= tags
+        self._flush()
 
     def end(self, status: str) -> None:
         if self.monitor is not None:
             self._guard("stopping system metrics", self.monitor.finish)
-        if self.run_id is not None and not self.enabled:
-            self.enabled = True  # the one retry: what the outage kept back, then the status
-            self._send_rows()
-            self._send_results()
-        if self.run_id is not None:
+        self._flush(at_the_end=True)
+        if self.run_id is not None and self.down_since is None:
             self._guard("closing the run", self.client.set_terminated, self.run_id, status)
-        if not self.enabled:
+        if self.down_since is not None:
             log.warning(
                 "MLflow run %s is not complete at %s; when the server is back: python -m qtrain.tracking.sync %s",
                 self.run_id or "(not created)",
                 redact(self.uri),
                 self.run_dir,
             )
+
+
+class Unreachable(Exception):
+    """An MLflow call failed: the server (or store) is away, for now."""
+
+    def __init__(self, action: str, error: Exception):
+        reason = redact(str(error).splitlines()[0]) if str(error) else ""
+        super().__init__(f"{action} ({type(error).__name__}: {reason})")
 
 
 def _start_system_metrics(run_id: str, uri: str):

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 
 import qtrain  # noqa: F401 -- registers the resolvers the saved config uses
 from qtrain.config.schema import plain_values
+from qtrain.errors import DiskFull
 from qtrain.tracking.mlflow_run import MlflowTracker
 from qtrain.tracking.redact import redact
 
@@ -35,18 +36,17 @@ def sync(run_dir: Path, uri: str | None = None) -> str | None:
         raise SystemExit(f"{run_dir}: its config has no tracking.mlflow.uri; give one with --uri")
     experiment = settings.get("experiment") or f"qtrain-{config['dataset']['name']}"
     tracker = MlflowTracker(uri=uri, experiment=experiment, system_metrics=False)
-    sent_until = tracker.attach(run_dir)
+    tracker.attach(run_dir)
     if tracker.run_id is None:
         tracker.begin(config, run_dir)
-    for row in read_history(run_dir / "history.csv"):
-        if row["step"] > sent_until:
-            tracker.log_epoch(row)
+    for row in read_history(run_dir / "history.csv"):  # those the run has are left out
+        tracker.log_epoch(row)
     metrics_file = run_dir / "metrics.json"
     if metrics_file.is_file():
         tracker.log_results(json.loads(metrics_file.read_text()), run_dir)
     # metrics.json is written when a run ends well; without it the run stopped early.
     tracker.end("FINISHED" if metrics_file.is_file() else "FAILED")
-    return tracker.run_id if tracker.enabled else None
+    return tracker.run_id if tracker.down_since is None else None
 
 
 def read_history(path: Path) -> list[dict]:
@@ -75,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.run_dir / ".hydra" / "config.yaml").is_file():
         print(f"run_dir={args.run_dir}: not a qtrain run directory (no .hydra/config.yaml)", file=sys.stderr)
         return 2
-    run_id = sync(args.run_dir, args.uri)
+    try:
+        run_id = sync(args.run_dir, args.uri)
+    except DiskFull as full:  # the artifact store's disk: one line, as a run says it
+        print(full, file=sys.stderr)
+        return 1
     if run_id is None:
         return 1
     log.info("synced %s to MLflow run %s at %s", args.run_dir, run_id, redact(args.uri or "its tracking URI"))

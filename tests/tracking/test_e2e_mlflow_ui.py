@@ -67,7 +67,8 @@ def close_assistant(page) -> None:
 
 
 def test_the_mlflow_ui_shows_the_sweep_its_children_and_a_run(tmp_path, browser, run_cli):
-    with mlflow_server(tmp_path) as uri:
+    with mlflow_server(tmp_path) as server:
+        uri = server.uri
         sweep = qtrain_cli(
             run_cli,
             "-m",
