@@ -58,8 +58,9 @@ bench: $(INSTALLED)  ## the first run, training throughput, input pipeline, quan
 	$(PY) benchmarks/peer_simulators.py
 	$(PY) benchmarks/noisy_head.py
 
-bench-sweep: $(INSTALLED)  ## Hydra's Optuna sweeper against qtrain's (async, median pruner) on one search, seeds 0-2 (about 2 hours on 2 cores); rewrites docs/sweeps.md's table
+bench-sweep: $(INSTALLED)  ## Hydra's Optuna sweeper against qtrain's (async, median pruner) on one search, seeds 0-2, then the 100-trial soak (about 20 minutes on 2 cores); rewrites docs/sweeps.md's tables
 	$(PY) benchmarks/sweep_async.py
+	$(PY) benchmarks/sweep_soak.py
 
 sweep: $(INSTALLED)  ## a small example Optuna sweep: 4 short trials of cnn_quantum, then see them in make mlflow-ui
 	$(PY) -m qtrain -m hparams_search=optuna model=cnn_quantum stages.train.epochs=3 hydra.sweeper.n_trials=4 $(ARGS)
