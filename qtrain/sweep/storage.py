@@ -14,10 +14,13 @@ for up to `hydra.sweeper.storage_outage_s`; past that, the sweep stops with one 
 from __future__ import annotations
 
 import abc
+import copy
 import functools
 import logging
 import random
 import time
+import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,10 +87,14 @@ def _connection_lost(error: BaseException) -> bool:
     return isinstance(error, (OperationalError, InterfaceError))
 
 
+CREATION_MARK = "qtrain.creation"  # a system attribute: which call created the trial
+
+
 class RetryingStorage(optuna.storages.BaseStorage):
     """An RDBStorage whose calls outlast an outage of its database. Each call is one
-    transaction of Optuna's, so trying it again is safe, with one exception handled
-    here: a trial's final state set just before the connection dropped."""
+    transaction of Optuna's, so trying it again is safe, with two exceptions handled
+    here: a trial created, or a trial's final state set, just before the connection
+    dropped (the change is made, its answer lost)."""
 
     def __init__(self, rdb: optuna.storages.RDBStorage, url: str, outage_s: float):
         self.rdb, self.url, self.outage_s = rdb, url, outage_s
@@ -134,8 +141,37 @@ class RetryingStorage(optuna.storages.BaseStorage):
 
         return self._call(once)
 
+    def create_new_trial(self, study_id: int, template_trial: optuna.trial.FrozenTrial | None = None) -> int:
+        """A new trial, created once: each creation marks its trial, and a try after a lost
+        connection first looks for the mark (else the sweep would count a trial twice,
+        and leave one RUNNING that no job runs)."""
+        template = copy.deepcopy(template_trial) if template_trial else _new_running_trial()
+        mark = uuid.uuid4().hex
+        template.system_attrs[CREATION_MARK] = mark
+        tries = 0
+
+        def once() -> int:
+            nonlocal tries
+            tries += 1
+            if tries > 1:
+                for trial in self.rdb.get_all_trials(study_id, deepcopy=False):
+                    if trial.system_attrs.get(CREATION_MARK) == mark:
+                        return self.rdb.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            return self.rdb.create_new_trial(study_id, template)
+
+        return self._call(once)
+
     def remove_session(self) -> None:
         self.rdb.remove_session()
+
+
+def _new_running_trial() -> optuna.trial.FrozenTrial:
+    """What RDBStorage creates without a template: a RUNNING trial started now."""
+    return optuna.trial.FrozenTrial(
+        number=-1, state=optuna.trial.TrialState.RUNNING, value=None, datetime_start=datetime.now(),
+        datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={},
+        intermediate_values={}, trial_id=-1,
+    )  # fmt: skip
 
 
 def _retried(name: str):

@@ -136,6 +136,11 @@ def test_a_lost_connection_is_waited_for_and_tried_again(tmp_path, monkeypatch, 
     monkeypatch.setattr(storage.rdb, "set_trial_state_values", flaky(storage.rdb.set_trial_state_values, 1, after=True))
     study.tell(trial, 1.0)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]
+    # A trial created, and the answer lost after the commit: the retry finds it, not a second.
+    monkeypatch.setattr(storage.rdb, "create_new_trial", flaky(storage.rdb.create_new_trial, 1, after=True))
+    trial = study.ask()
+    assert [(t.number, t.state.name) for t in study.trials] == [(0, "COMPLETE"), (1, "RUNNING")]
+    assert trial.number == 1 and study.trials[1].datetime_start is not None
 
 
 def test_a_storage_lost_past_its_limit_is_one_line_naming_the_key(tmp_path, monkeypatch):
