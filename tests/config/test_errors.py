@@ -116,12 +116,12 @@ def test_checkpoint_of_another_model_is_refused(tmp_path, run_config):
 
 
 def test_cli_prints_one_line_and_exits_non_zero(tmp_path, run_cli):
-    result = run_cli("debug=fast", "optimizer.lr=-1", cwd=tmp_path)
+    result = run_cli(*FAST, "optimizer.lr=-1", cwd=tmp_path)
     assert result.returncode == 1
     output = result.stdout + result.stderr
     assert "optimizer.lr=-1: must be a number > 0" in output
     assert "Traceback" not in output
-    full = run_cli("debug=fast", "optimizer.lr=-1", cwd=tmp_path, env={"HYDRA_FULL_ERROR": "1"})
+    full = run_cli(*FAST, "optimizer.lr=-1", cwd=tmp_path, env={"HYDRA_FULL_ERROR": "1"})
     assert full.returncode == 1 and "Traceback" in full.stderr  # the full story when asked for
 
 
