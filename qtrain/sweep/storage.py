@@ -99,8 +99,19 @@ class RetryingStorage(optuna.storages.BaseStorage):
     def __init__(self, rdb: optuna.storages.RDBStorage, url: str, outage_s: float):
         self.rdb, self.url, self.outage_s = rdb, url, outage_s
 
-    def _call(self, call, *args, **kwargs):
+    def _call(self, call, *args, made=None, **kwargs):
+        """`call`, tried again while the connection is lost. `made`, for a call whose change
+        the database may have made while its answer was lost: asked before each retry, the
+        change's result if it is there, else None (then the call is tried again)."""
         started = time.monotonic()
+        tries = 0
+
+        def once():
+            nonlocal tries
+            tries += 1
+            if tries > 1 and made is not None and (result := made()) is not None:
+                return result
+            return call(*args, **kwargs)
 
         def waiting(state: tenacity.RetryCallState) -> None:
             log.warning(
@@ -117,7 +128,7 @@ class RetryingStorage(optuna.storages.BaseStorage):
             reraise=True,
         )
         try:
-            result = retrying(call, *args, **kwargs)
+            result = retrying(once)
         except Exception as error:
             if _connection_lost(error):
                 raise StorageLost(redact(self.url), self.outage_s, _reason(error)) from None
@@ -127,19 +138,10 @@ class RetryingStorage(optuna.storages.BaseStorage):
         return result
 
     def set_trial_state_values(self, trial_id: int, state, values=None) -> bool:
-        tries = 0
+        def made() -> bool | None:
+            return True if self.rdb.get_trial(trial_id).state == state else None
 
-        def once() -> bool:
-            nonlocal tries
-            tries += 1
-            try:
-                return self.rdb.set_trial_state_values(trial_id, state, values)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                if tries > 1 and self.rdb.get_trial(trial_id).state == state:
-                    return True  # the try the connection dropped under had set it
-                raise
-
-        return self._call(once)
+        return self._call(self.rdb.set_trial_state_values, trial_id, state, values, made=made)
 
     def create_new_trial(self, study_id: int, template_trial: optuna.trial.FrozenTrial | None = None) -> int:
         """A new trial, created once: each creation marks its trial, and a try after a lost
@@ -148,18 +150,14 @@ class RetryingStorage(optuna.storages.BaseStorage):
         template = copy.deepcopy(template_trial) if template_trial else _new_running_trial()
         mark = uuid.uuid4().hex
         template.system_attrs[CREATION_MARK] = mark
-        tries = 0
 
-        def once() -> int:
-            nonlocal tries
-            tries += 1
-            if tries > 1:
-                for trial in self.rdb.get_all_trials(study_id, deepcopy=False):
-                    if trial.system_attrs.get(CREATION_MARK) == mark:
-                        return self.rdb.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-            return self.rdb.create_new_trial(study_id, template)
+        def made() -> int | None:
+            for trial in self.rdb.get_all_trials(study_id, deepcopy=False):
+                if trial.system_attrs.get(CREATION_MARK) == mark:
+                    return self.rdb.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            return None
 
-        return self._call(once)
+        return self._call(self.rdb.create_new_trial, study_id, template, made=made)
 
     def remove_session(self) -> None:
         self.rdb.remove_session()

@@ -83,12 +83,11 @@ class MlflowTracker(Tracker):
         self.run_dir: Path | None = None
         self.monitor = None
         # What the server does not have yet, sent in this order by _flush: the history
-        # rows, tags, the final metrics, the artifacts (each once, by name).
+        # rows, tags, then the results (the final metrics and the artifacts, each once, by name).
         self.unsent: list[dict] = []
         self.unsent_tags: dict[str, str] = {}
         self.results: dict[str, float] | None = None
-        self.results_sent = False
-        self.uploaded: set[str] = set()
+        self.results_sent: set[str] = set()
         # An outage: since when the server is unreachable, when to try it again, and
         # whether the rows held back may have reached it before (then those are not sent again).
         self.down_since: float | None = None
@@ -185,18 +184,20 @@ class MlflowTracker(Tracker):
     def _send_results(self) -> None:
         if self.results is None:
             return
-        if not self.results_sent:
-            final = [Metric(k, v, 0, 0) for k, v in self.results.items()]
-            self._call("logging final metrics", self.client.log_batch, self.run_id, metrics=final)
-            self.results_sent = True
-        for name, upload in self._uploads():
-            if name not in self.uploaded:
-                upload()
-                self.uploaded.add(name)
+        for name, send in self._result_parts():
+            if name not in self.results_sent:
+                send()
+                self.results_sent.add(name)
 
-    def _uploads(self):
-        """(name, upload) for each artifact of the run directory: its files, its config
-        with passwords redacted, its plots as MLflow images, and best.pt if asked for."""
+    def _result_parts(self):
+        """(name, send) for each part of the results: the final metrics, then the run
+        directory's files, its config with passwords redacted, its plots as MLflow
+        images, and best.pt if asked for."""
+        final = [Metric(k, v, 0, 0) for k, v in self.results.items()]
+        yield (
+            "final metrics",
+            functools.partial(self._call, "logging final metrics", self.client.log_batch, self.run_id, metrics=final),
+        )
         for name in RUN_DIR_FILES:
             path = self.run_dir / name
             if path.is_dir():
